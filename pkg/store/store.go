@@ -7,6 +7,9 @@
 package store
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,4 +137,46 @@ func List[T any](d *DB, bucket string) ([]*T, error) {
 		})
 	})
 	return out, err
+}
+
+// ErrAmbiguous is returned (wrapped) when an id prefix matches several keys.
+var ErrAmbiguous = errors.New("ambiguous id prefix")
+
+// NewID returns a fresh 64-hex-character id, the form crictl users expect.
+func NewID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Resolve returns the one key of bucket that equals or starts with prefix.
+func (d *DB) Resolve(bucket, prefix string) (string, error) {
+	if prefix == "" {
+		return "", fmt.Errorf("empty id: %w", ErrNotFound)
+	}
+	var found string
+	err := d.View(func(t *Tx) error {
+		b := t.tx.Bucket([]byte(bucket))
+		if b == nil {
+			return fmt.Errorf("%s: %w", prefix, ErrNotFound)
+		}
+		if b.Get([]byte(prefix)) != nil {
+			found = prefix
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
+			if found != "" {
+				return fmt.Errorf("%s: %w", prefix, ErrAmbiguous)
+			}
+			found = string(k)
+		}
+		if found == "" {
+			return fmt.Errorf("%s: %w", prefix, ErrNotFound)
+		}
+		return nil
+	})
+	return found, err
 }

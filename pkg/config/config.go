@@ -1,0 +1,137 @@
+// Package config is pod-shim's configuration: a TOML file whose every key has
+// a default written out by `pod-shim config default`, overridden by flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// DefaultPath is where the daemon looks for its config file.
+const DefaultPath = "/etc/pod-shim/config.toml"
+
+// Config is the whole daemon configuration.
+type Config struct {
+	Listen           string   `toml:"listen" comment:"CRI gRPC unix socket the kubelet and crictl connect to"`
+	SocketMode       string   `toml:"socket_mode" comment:"permission bits of the socket (octal)"`
+	Root             string   `toml:"root" comment:"durable state: metadata store, images, writable layers"`
+	State            string   `toml:"state" comment:"volatile state: sockets, pinned netns, pod dirs, runc state (tmpfs)"`
+	LogLevel         string   `toml:"log_level" comment:"debug, info, warn or error"`
+	CgroupDriver     string   `toml:"cgroup_driver" comment:"cgroupfs or systemd, reported to the kubelet through RuntimeConfig"`
+	SandboxImage     string   `toml:"sandbox_image" comment:"pause image; when it is not in the image store pod-shim runs its built-in pause binary instead (no pull)"`
+	PauseBinary      string   `toml:"pause_binary" comment:"built-in pause binary; empty means pod-shim-pause next to the pod-shim executable"`
+	Runtime          Runtime  `toml:"runtime" comment:"the OCI runtime that runs containers"`
+	CNI              CNI      `toml:"cni" comment:"pod networking through CNI plugins"`
+	Registry         Registry `toml:"registry" comment:"image registries: plain-HTTP hosts and mirrors"`
+	MaxLogLine       int      `toml:"max_container_log_line_size" comment:"container log lines longer than this many bytes are split into partial (P) records"`
+	ImagePullTimeout Duration `toml:"image_pull_timeout" comment:"upper bound of one image pull"`
+}
+
+// Runtime names the OCI runtime binary.
+type Runtime struct {
+	Path string `toml:"path" comment:"runc binary (name looked up in PATH, or absolute path)"`
+	Root string `toml:"root" comment:"runc --root; empty means <state>/runc"`
+}
+
+// CNI configures pod networking.
+type CNI struct {
+	ConfDir string   `toml:"conf_dir" comment:"directory of .conf/.conflist files; the lexically first is the pod network"`
+	BinDirs []string `toml:"bin_dirs" comment:"directories searched for plugin binaries"`
+	Timeout Duration `toml:"timeout" comment:"upper bound of one CNI ADD or DEL"`
+}
+
+// Registry configures how images are fetched.
+type Registry struct {
+	Insecure []string            `toml:"insecure" comment:"registries reached over plain HTTP (localhost and 127.0.0.1 always are)"`
+	Mirrors  map[string][]string `toml:"mirrors" comment:"per registry host, endpoints tried in order before the host itself, e.g. \"docker.io\" = [\"http://127.0.0.1:5000\"]"`
+}
+
+// Duration is a time.Duration written as "2m30s" in TOML.
+type Duration struct{ time.Duration }
+
+// MarshalText writes the duration as Go syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads Go duration syntax.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Default returns the configuration pod-shim runs with when nothing is set.
+func Default() Config {
+	return Config{
+		Listen:       "/run/pod-shim/pod-shim.sock",
+		SocketMode:   "0660",
+		Root:         "/var/lib/pod-shim",
+		State:        "/run/pod-shim",
+		LogLevel:     "info",
+		CgroupDriver: "cgroupfs",
+		SandboxImage: "registry.k8s.io/pause:3.10",
+		Runtime:      Runtime{Path: "runc"},
+		CNI: CNI{
+			ConfDir: "/etc/cni/net.d",
+			BinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
+			Timeout: Duration{2 * time.Minute},
+		},
+		Registry:         Registry{Insecure: []string{}, Mirrors: map[string][]string{}},
+		MaxLogLine:       16 * 1024,
+		ImagePullTimeout: Duration{10 * time.Minute},
+	}
+}
+
+// Load reads path over the defaults. A missing file is not an error when
+// optional is true (the default path), so a bare machine runs with defaults.
+func Load(path string, optional bool) (Config, error) {
+	c := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if optional && errors.Is(err, os.ErrNotExist) {
+			return c, nil
+		}
+		return c, fmt.Errorf("read config: %w", err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return c, c.Validate()
+}
+
+// Validate rejects values the daemon cannot run with.
+func (c Config) Validate() error {
+	switch c.CgroupDriver {
+	case "cgroupfs", "systemd":
+	default:
+		return fmt.Errorf("cgroup_driver %q: want cgroupfs or systemd", c.CgroupDriver)
+	}
+	if c.Listen == "" || c.Root == "" || c.State == "" {
+		return errors.New("listen, root and state must be set")
+	}
+	if c.MaxLogLine < 1024 {
+		return fmt.Errorf("max_container_log_line_size %d: must be at least 1024", c.MaxLogLine)
+	}
+	return nil
+}
+
+// Marshal renders c as commented TOML.
+func (c Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# pod-shim configuration. Every key is shown with its default.\n\n")
+	enc := toml.NewEncoder(&buf)
+	enc.SetIndentTables(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
