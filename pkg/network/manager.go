@@ -1,0 +1,371 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+)
+
+// DefaultTimeout bounds one CNI ADD or DEL when Options.Timeout is unset;
+// it is kubelet's runtime request timeout, the longest a caller waits.
+const DefaultTimeout = 2 * time.Minute
+
+// ifName is the pod's interface, as every Kubernetes runtime names it.
+const ifName = "eth0"
+
+// ErrNotReady is returned by Setup when no usable network config is loaded.
+var ErrNotReady = errors.New("network plugin not ready")
+
+// Options configure a Manager.
+type Options struct {
+	ConfDir  string        // e.g. /etc/cni/net.d
+	BinDirs  []string      // e.g. /opt/cni/bin, /usr/lib/cni
+	CacheDir string        // libcni cache dir (results cached for DEL), e.g. /var/lib/pod-shim/cni
+	Timeout  time.Duration // per ADD/DEL call; DefaultTimeout when zero
+	Logger   *slog.Logger
+}
+
+// PortMapping is a host port forwarded to the pod.
+type PortMapping struct {
+	HostPort, ContainerPort int32
+	Protocol                string // "tcp", "udp" or "sctp"; "" means tcp
+	HostIP                  string
+}
+
+// Pod is what the network needs to know about a pod sandbox.
+type Pod struct {
+	ID, Name, Namespace, UID string            // sandbox id and Kubernetes metadata, passed as CNI_ARGS
+	NetNS                    string            // path of the pinned netns; may no longer exist at Teardown
+	PortMappings             []PortMapping     // capability "portMappings"
+	Annotations              map[string]string // bandwidth annotations -> capability "bandwidth"
+	CgroupParent             string            // capability "cgroupPath"
+}
+
+// Result is the outcome of Setup, to be stored durably by the caller.
+type Result struct {
+	IPs       []string        // primary first (IPv4 first when dual-stack), no prefix length
+	Interface string          // "eth0"
+	Network   string          // name of the network config used
+	Raw       json.RawMessage // the CNI result as the plugins returned it
+}
+
+// Manager attaches pods to the default CNI network. It is safe for
+// concurrent use: pods are set up in parallel, and only the config reload
+// and the per-pod lock table are shared.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+	cni  *libcni.CNIConfig
+
+	confMu    sync.Mutex
+	conf      *confSet
+	checkedAt time.Time
+
+	pods podLocks
+}
+
+// New makes a Manager. A missing or empty conf dir is not an error: Status
+// reports it and a config dropped in later is picked up.
+func New(opts Options) (*Manager, error) {
+	if opts.ConfDir == "" {
+		return nil, errors.New("network: ConfDir is required")
+	}
+	if len(opts.BinDirs) == 0 {
+		return nil, errors.New("network: BinDirs is required")
+	}
+	if opts.CacheDir == "" {
+		// libcni would fall back to /var/lib/cni, shared with other runtimes.
+		return nil, errors.New("network: CacheDir is required")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		opts: opts,
+		log:  log.With("component", "network"),
+		cni:  libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil),
+	}
+	m.config()
+	return m, nil
+}
+
+// config returns the current conf set, reloading it when the conf dir
+// changed. At most one look at the dir per confRecheck, so Status and the
+// Setup hot path stay cheap.
+func (m *Manager) config() *confSet {
+	m.confMu.Lock()
+	defer m.confMu.Unlock()
+	now := time.Now()
+	if m.conf != nil && now.Sub(m.checkedAt) < confRecheck {
+		return m.conf
+	}
+	m.checkedAt = now
+	stamp, err := confStamp(m.opts.ConfDir)
+	if err != nil {
+		m.conf = &confSet{problem: err.Error(), networks: map[string]*libcni.NetworkConfigList{}}
+		return m.conf
+	}
+	if m.conf != nil && m.conf.stamp == stamp {
+		return m.conf
+	}
+	m.conf = loadConfDir(m.opts.ConfDir, stamp)
+	if m.conf.def != nil {
+		m.log.Info("loaded network config", "network", m.conf.def.Name, "file", m.conf.defFile)
+	} else {
+		m.log.Warn("no usable network config", "reason", m.conf.problem)
+	}
+	return m.conf
+}
+
+// Status reports whether pods can be networked. reason is the CRI
+// condition reason kubelet expects when not ready.
+func (m *Manager) Status() (ready bool, reason, message string) {
+	cs := m.config()
+	if cs.def == nil {
+		return false, "NetworkPluginNotReady", cs.problem
+	}
+	// Only stats: a config naming a plugin that isn't installed can't
+	// network a pod, and saying so here is clearer than a failed pod.
+	for _, p := range cs.def.Plugins {
+		if _, err := invoke.FindInPath(p.Network.Type, m.opts.BinDirs); err != nil {
+			return false, "NetworkPluginNotReady", fmt.Sprintf("network %q (%s): plugin %q not found in %v",
+				cs.def.Name, cs.defFile, p.Network.Type, m.opts.BinDirs)
+		}
+	}
+	return true, "", ""
+}
+
+// Setup attaches the pod to the default network (CNI ADD). On failure,
+// including ctx expiring, it runs DEL before returning so no address or
+// interface is left allocated.
+func (m *Manager) Setup(ctx context.Context, pod Pod) (*Result, error) {
+	if pod.ID == "" || pod.NetNS == "" {
+		return nil, fmt.Errorf("%w: pod id and netns are required", ErrInvalidPod)
+	}
+	caps, err := capabilityArgs(pod)
+	if err != nil {
+		return nil, err
+	}
+	cs := m.config()
+	if cs.def == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotReady, cs.problem)
+	}
+	list := cs.def
+	rt := m.runtimeConf(pod, pod.NetNS, caps)
+	log := m.log.With("pod", pod.Namespace+"/"+pod.Name, "sandbox", pod.ID, "network", list.Name)
+
+	unlock := m.pods.lock(pod.ID)
+	defer unlock()
+
+	start := time.Now()
+	addCtx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	res, err := m.cni.AddNetworkList(addCtx, list, rt)
+	cancel()
+	if err != nil {
+		// The caller's ctx may be what failed, so DEL gets its own.
+		delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.Timeout)
+		defer cancel()
+		if derr := m.del(delCtx, list, rt); derr != nil {
+			log.Error("cleanup after failed CNI ADD", "error", derr)
+		}
+		return nil, fmt.Errorf("cni add to network %q: %w", list.Name, err)
+	}
+	out, err := newResult(list.Name, res)
+	if err != nil {
+		delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.Timeout)
+		defer cancel()
+		if derr := m.del(delCtx, list, rt); derr != nil {
+			log.Error("cleanup after unusable CNI result", "error", derr)
+		}
+		return nil, fmt.Errorf("cni add to network %q: %w", list.Name, err)
+	}
+	log.Info("pod network set up", "ips", out.IPs, "duration", time.Since(start))
+	return out, nil
+}
+
+// Teardown detaches the pod (CNI DEL) with the network and arguments ADD
+// used. It works when the netns is gone, after a daemon restart (from
+// prev), and when repeated.
+func (m *Manager) Teardown(ctx context.Context, pod Pod, prev *Result) error {
+	if pod.ID == "" {
+		return fmt.Errorf("%w: pod id is required", ErrInvalidPod)
+	}
+	caps, err := capabilityArgs(pod)
+	if err != nil {
+		// The pod was admitted with these values, so this can only be a
+		// caller bug; tearing down without them still frees the address.
+		m.log.Warn("ignoring capability args on teardown", "sandbox", pod.ID, "error", err)
+		caps = nil
+	}
+	cs := m.config()
+	list := cs.def
+	if prev != nil && prev.Network != "" {
+		if l, ok := cs.networks[prev.Network]; ok {
+			list = l
+		} else if l := m.cachedConfig(prev.Network, pod.ID); l != nil {
+			// The config was removed since ADD; libcni kept the one used.
+			list = l
+		}
+	}
+	if list == nil {
+		return fmt.Errorf("%w: %s", ErrNotReady, cs.problem)
+	}
+	netns := pod.NetNS
+	if !isNetNS(netns) {
+		netns = ""
+	}
+	rt := m.runtimeConf(pod, netns, caps)
+
+	unlock := m.pods.lock(pod.ID)
+	defer unlock()
+
+	if prev != nil && len(prev.Raw) > 0 {
+		if err := m.seedCache(list, rt, prev.Raw); err != nil {
+			m.log.Warn("cannot restore cni cache for DEL", "sandbox", pod.ID, "error", err)
+		}
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	if err := m.del(ctx, list, rt); err != nil {
+		return fmt.Errorf("cni del from network %q: %w", list.Name, err)
+	}
+	m.log.Info("pod network torn down", "sandbox", pod.ID, "network", list.Name, "netns", netns, "duration", time.Since(start))
+	return nil
+}
+
+// del runs DEL over the whole list. If a plugin binary has gone missing,
+// DEL of the list stops there and every plugin before it in the chain
+// (bridge, IPAM) would leak, so the plugins still present are run anyway;
+// the error is still returned so the caller retries.
+func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	err := m.cni.DelNetworkList(ctx, list, rt)
+	if err == nil {
+		return nil
+	}
+	present := *list
+	present.Plugins = nil
+	for _, p := range list.Plugins {
+		if _, ferr := invoke.FindInPath(p.Network.Type, m.opts.BinDirs); ferr == nil {
+			present.Plugins = append(present.Plugins, p)
+		}
+	}
+	if len(present.Plugins) == 0 || len(present.Plugins) == len(list.Plugins) {
+		return err
+	}
+	if perr := m.cni.DelNetworkList(ctx, &present, rt); perr != nil {
+		return errors.Join(err, perr)
+	}
+	return err
+}
+
+func (m *Manager) runtimeConf(pod Pod, netns string, caps map[string]any) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{
+		ContainerID:    pod.ID,
+		NetNS:          netns,
+		IfName:         ifName,
+		Args:           cniArgs(pod),
+		CapabilityArgs: caps,
+	}
+}
+
+// cachedConfig returns the network config libcni cached at ADD, if any.
+func (m *Manager) cachedConfig(network, id string) *libcni.NetworkConfigList {
+	probe := &libcni.NetworkConfigList{Name: network}
+	b, _, err := m.cni.GetNetworkListCachedConfig(probe, &libcni.RuntimeConf{ContainerID: id, IfName: ifName})
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	list, err := libcni.ConfListFromBytes(b)
+	if err != nil || len(list.Plugins) == 0 {
+		return nil
+	}
+	return list
+}
+
+// cacheEntry mirrors libcni's on-disk cache record (kind cniCacheV1), so a
+// result kept by the caller can stand in for a cache that was lost.
+type cacheEntry struct {
+	Kind           string          `json:"kind"`
+	ContainerID    string          `json:"containerId"`
+	Config         []byte          `json:"config"`
+	IfName         string          `json:"ifName"`
+	NetworkName    string          `json:"networkName"`
+	NetNS          string          `json:"netns,omitempty"`
+	CniArgs        [][2]string     `json:"cniArgs,omitempty"`
+	CapabilityArgs map[string]any  `json:"capabilityArgs,omitempty"`
+	Result         json.RawMessage `json:"result,omitempty"`
+}
+
+// seedCache writes libcni's cache record from the caller's copy of the
+// result when libcni's own is missing, so DEL hands plugins prevResult
+// just as it would have before a restart or a lost cache dir.
+func (m *Manager) seedCache(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf, raw json.RawMessage) error {
+	file := filepath.Join(m.opts.CacheDir, "results", fmt.Sprintf("%s-%s-%s", list.Name, rt.ContainerID, rt.IfName))
+	if _, err := os.Stat(file); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	b, err := json.Marshal(cacheEntry{
+		Kind: libcni.CNICacheV1, ContainerID: rt.ContainerID, Config: list.Bytes, IfName: rt.IfName,
+		NetworkName: list.Name, NetNS: rt.NetNS, CniArgs: rt.Args, CapabilityArgs: rt.CapabilityArgs, Result: raw,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
+}
+
+// podLocks serialises work on one pod (a Setup's cleanup against a racing
+// Teardown) without making different pods wait on each other.
+type podLocks struct {
+	mu    sync.Mutex
+	locks map[string]*podLock
+}
+
+type podLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (p *podLocks) lock(id string) (unlock func()) {
+	p.mu.Lock()
+	if p.locks == nil {
+		p.locks = map[string]*podLock{}
+	}
+	l := p.locks[id]
+	if l == nil {
+		l = &podLock{}
+		p.locks[id] = l
+	}
+	l.refs++
+	p.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		p.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(p.locks, id)
+		}
+		p.mu.Unlock()
+	}
+}
