@@ -39,7 +39,21 @@ func NewNetNS(dir, name string) (path string, err error) {
 		// namespace, and a goroutine that exits while locked makes the Go
 		// runtime terminate its thread instead of reusing it elsewhere.
 		runtime.LockOSThread()
-		errc <- pinNewNetNS(path)
+		if unix.Gettid() != unix.Getpid() {
+			errc <- pinNewNetNS(path)
+			return
+		}
+		// On the main thread Go wedges rather than ends a thread that
+		// exits locked: the namespace would live as long as the daemon
+		// (with the veth in it) and /proc/self/net would point into it.
+		// Holding the main thread here forces the worker onto another.
+		inner := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			inner <- pinNewNetNS(path)
+		}()
+		errc <- <-inner
+		runtime.UnlockOSThread()
 	}()
 	if err := <-errc; err != nil {
 		_ = os.Remove(path)

@@ -30,6 +30,10 @@ func newResult(network string, res types.Result) (*Result, error) {
 				continue
 			}
 		}
+		// A loopback plugin in the chain reports lo's addresses too.
+		if ip.Address.IP.IsLoopback() {
+			continue
+		}
 		if ip.Address.IP.To4() != nil {
 			v4 = append(v4, ip.Address.IP.String())
 		} else {
