@@ -1,0 +1,367 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+
+	"github.com/pod-shim/pod-shim/pkg/runtime"
+)
+
+// container is the monitor's bookkeeping for one container.
+type container struct {
+	id string
+
+	// Set once Create succeeded; read-only afterwards.
+	pid     int
+	lw      *logWriter // nil when output is discarded
+	stdin   *os.File   // our end of the stdin pipe, kept for attach; nil without Stdin
+	outputs []*os.File // read ends of stdout/stderr, owned by the copiers
+	copiers sync.WaitGroup
+	oom     oomCounter
+	oomBase int64
+
+	mu      sync.Mutex
+	created bool          // false while Create is still running
+	exit    *Exit         // set before exited is closed
+	exited  chan struct{} // closed once the exit is recorded and the log drained
+}
+
+func (c *container) exitRecord() *Exit {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exit
+}
+
+func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err error) {
+	if err := validID(req.ID); err != nil {
+		return 0, err
+	}
+	if req.Terminal {
+		return 0, errors.New("terminal containers are not supported yet")
+	}
+	if req.Bundle == "" {
+		return 0, errors.New("bundle is required")
+	}
+	c := &container{id: req.ID, exited: make(chan struct{}), oomBase: -1}
+	m.mu.Lock()
+	if _, ok := m.containers[req.ID]; ok {
+		m.mu.Unlock()
+		return 0, fmt.Errorf("container %s already exists", req.ID)
+	}
+	// Reserve the id so concurrent creates of one id cannot both run runc.
+	m.containers[req.ID] = c
+	m.mu.Unlock()
+	log := m.log.With("container", req.ID)
+
+	var childEnds []*os.File // the container's ends, closed once runc has them
+	defer func() {
+		closeAll(childEnds)
+		if err != nil {
+			m.abortCreate(c)
+		}
+	}()
+	childIO, ends, err := m.setupIO(c, req)
+	childEnds = ends
+	if err != nil {
+		return 0, err
+	}
+	var once sync.Once
+	afterStart := func() { once.Do(func() { closeAll(childEnds); childEnds = nil }) }
+
+	pidFile := m.runPath(req.ID + ".pid")
+	runcLog := m.runPath(req.ID + ".runc.log")
+	os.Remove(pidFile)
+	os.Remove(runcLog)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, createTimeout)
+		defer cancel()
+	}
+	opts := runtime.CreateOptions{PidFile: pidFile, LogFile: runcLog, IO: childIO, AfterStart: afterStart}
+	since := time.Now()
+	if req.Start {
+		err = m.rt.Run(ctx, req.ID, req.Bundle, opts)
+	} else {
+		err = m.rt.Create(ctx, req.ID, req.Bundle, opts)
+	}
+	if err != nil {
+		return 0, err
+	}
+	pid, err = readPidFile(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	c.pid = pid
+	c.oom = oomCounterFor(pid)
+	c.oomBase = c.oom.count()
+	c.mu.Lock()
+	c.created = true
+	c.mu.Unlock()
+	m.reaper.watch(pid, since, func(e runc.Exit) { go m.finish(c, e) })
+	log.Info("container created", "pid", pid, "started", req.Start, "took", time.Since(since))
+	return pid, nil
+}
+
+// setupIO opens the log and the pipes. It returns the container's side (to
+// hand to runc) and the files to close once runc holds them.
+func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.File, error) {
+	var io runtime.IO
+	var ends []*os.File
+	if req.Stdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return io, ends, err
+		}
+		io.Stdin, c.stdin = r, w
+		ends = append(ends, r)
+	}
+	if req.LogPath == "" {
+		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return io, ends, err
+		}
+		io.Stdout, io.Stderr = null, null
+		ends = append(ends, null)
+		return io, ends, nil
+	}
+	lw, err := openLog(req.LogPath)
+	if err != nil {
+		return io, ends, err
+	}
+	c.lw = lw
+	for _, stream := range []string{streamStdout, streamStderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return io, ends, err
+		}
+		ends = append(ends, w)
+		c.outputs = append(c.outputs, r)
+		if stream == streamStdout {
+			io.Stdout = w
+		} else {
+			io.Stderr = w
+		}
+		c.copiers.Add(1)
+		go func() {
+			defer c.copiers.Done()
+			copyStream(r, stream, lw, m.maxLine, func(err error) {
+				m.log.Warn("container log write failed", "container", c.id, "err", err)
+			})
+		}()
+	}
+	return io, ends, nil
+}
+
+// abortCreate undoes a failed create: whatever runc left is deleted and the
+// copiers, which saw runc's own error output, are drained.
+func (m *monitor) abortCreate(c *container) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.rt.Delete(ctx, c.id, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		m.log.Warn("cleanup after failed create", "container", c.id, "err", err)
+	}
+	m.drain(c)
+	if c.stdin != nil {
+		c.stdin.Close()
+	}
+	os.Remove(m.runPath(c.id + ".pid"))
+	m.mu.Lock()
+	delete(m.containers, c.id)
+	m.mu.Unlock()
+}
+
+// drain waits for the copiers to reach EOF, then closes the log. A process
+// that escaped the container (or its pid namespace is shared) can keep the
+// pipe open forever, so after drainTimeout the reads are cut short.
+func (m *monitor) drain(c *container) {
+	done := make(chan struct{})
+	go func() {
+		c.copiers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+		for _, f := range c.outputs {
+			f.SetReadDeadline(time.Now())
+		}
+		<-done
+	}
+	closeAll(c.outputs)
+	if c.lw != nil {
+		if err := c.lw.close(); err != nil {
+			m.log.Warn("close container log", "container", c.id, "err", err)
+		}
+	}
+}
+
+// finish records a container's exit: only after its output is in the log, so
+// that "exited" implies the log is complete.
+func (m *monitor) finish(c *container, e runc.Exit) {
+	m.drain(c)
+	exit := &Exit{Pid: e.Pid, ExitCode: e.Status, ExitedAt: e.Timestamp.UTC()}
+	if c.oomBase >= 0 {
+		exit.OOMKilled = c.oom.count() > c.oomBase
+	}
+	if err := writeExit(m.dir, c.id, exit); err != nil {
+		m.log.Error("record exit", "container", c.id, "err", err)
+	}
+	c.mu.Lock()
+	c.exit = exit
+	close(c.exited)
+	c.mu.Unlock()
+	m.log.Info("container exited", "container", c.id, "pid", e.Pid, "code", e.Status, "oom", exit.OOMKilled)
+}
+
+func (m *monitor) start(ctx context.Context, id string) error {
+	c := m.lookup(id)
+	if c == nil {
+		return fmt.Errorf("start %s: %w", id, ErrNotFound)
+	}
+	if c.exitRecord() != nil {
+		return fmt.Errorf("start %s: %w", id, ErrNotRunning)
+	}
+	if err := m.rt.Start(ctx, id); err != nil {
+		return mapRuntimeErr(err)
+	}
+	return nil
+}
+
+func (m *monitor) kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	if c := m.lookup(id); c != nil && c.exitRecord() != nil && !all {
+		return nil // nothing left to signal; spare a runc spawn
+	}
+	err := m.rt.Kill(ctx, id, sig, all)
+	if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrNotRunning) {
+		return nil
+	}
+	return err
+}
+
+func (m *monitor) wait(ctx context.Context, id string) (*Exit, error) {
+	c := m.lookup(id)
+	if c == nil {
+		// Deleted already, or from an earlier monitor: the file is the record.
+		if e, err := ReadExit(m.dir, id); err == nil {
+			return e, nil
+		}
+		return nil, fmt.Errorf("wait %s: %w", id, ErrNotFound)
+	}
+	select {
+	case <-c.exited:
+		return c.exitRecord(), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *monitor) delete(ctx context.Context, id string) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	c := m.lookup(id)
+	if c != nil {
+		c.mu.Lock()
+		created := c.created
+		c.mu.Unlock()
+		if !created {
+			return fmt.Errorf("delete %s: create still in progress", id)
+		}
+	}
+	if err := m.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return err
+	}
+	if c == nil {
+		return nil
+	}
+	// runc killed the init; wait for the reaper so the exit file is written
+	// before Delete returns.
+	select {
+	case <-c.exited:
+	case <-time.After(exitWaitTimeout):
+		m.log.Warn("container still not reaped after delete", "container", id, "pid", c.pid)
+		m.reaper.unwatch(c.pid)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	m.mu.Lock()
+	if m.containers[id] == c {
+		delete(m.containers, id)
+	}
+	m.mu.Unlock()
+	if c.stdin != nil {
+		c.stdin.Close()
+	}
+	os.Remove(m.runPath(id + ".pid"))
+	os.Remove(m.runPath(id + ".runc.log"))
+	m.log.Info("container deleted", "container", id)
+	return nil
+}
+
+func (m *monitor) reopenLog(id string) error {
+	c := m.lookup(id)
+	if c == nil {
+		return fmt.Errorf("reopen log of %s: %w", id, ErrNotFound)
+	}
+	if c.exitRecord() != nil {
+		return fmt.Errorf("reopen log of %s: %w", id, ErrNotRunning)
+	}
+	if c.lw == nil {
+		return fmt.Errorf("reopen log of %s: container has no log file", id)
+	}
+	return c.lw.reopen()
+}
+
+// shutdown deletes every container left; the caller then exits.
+func (m *monitor) shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.containers))
+	for id := range m.containers {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		if err := m.delete(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func mapRuntimeErr(err error) error {
+	switch {
+	case errors.Is(err, runtime.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, runtime.ErrNotRunning):
+		return fmt.Errorf("%w: %w", ErrNotRunning, err)
+	}
+	return err
+}
+
+func readPidFile(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("bad pid file %s: %q", path, data)
+	}
+	return pid, nil
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}

@@ -1,0 +1,307 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/runtime"
+)
+
+// Tunables of the monitor process.
+const (
+	// gcPercent and memoryLimit keep the heap near its live size: the
+	// monitor's live heap is tens of KiB, and the default GOGC=100 would let
+	// garbage from each request double it before collecting.
+	gcPercent   = 25
+	memoryLimit = 6 << 20
+
+	maxMonitorLog   = 1 << 20          // monitor.log is truncated at start past this
+	requestTimeout  = 30 * time.Second // a client must send its request within this
+	createTimeout   = 2 * time.Minute  // runc create/run when the caller set no deadline
+	drainTimeout    = 2 * time.Second  // output still arriving after the init exited
+	exitWaitTimeout = 10 * time.Second // Delete waiting for the reaper to see the kill
+)
+
+// Main is the monitor process: `pod-shim monitor --id ID --dir DIR --runtime
+// RUNC --runtime-root ROOT`. It returns the process exit code.
+func Main(args []string) int {
+	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
+	id := fs.String("id", "", "sandbox id")
+	dir := fs.String("dir", "", "pod state dir")
+	rtBin := fs.String("runtime", "runc", "OCI runtime binary")
+	rtRoot := fs.String("runtime-root", "", "OCI runtime state root")
+	readyFD := fs.Int("ready-fd", -1, "fd to report readiness on")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var ready *os.File
+	if *readyFD > 2 {
+		ready = os.NewFile(uintptr(*readyFD), "ready")
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "monitor: %v\n", err)
+		if ready != nil {
+			fmt.Fprint(ready, err.Error())
+			ready.Close()
+		}
+		return 1
+	}
+	if *id == "" || *dir == "" || *rtRoot == "" {
+		return fail(errors.New("--id, --dir and --runtime-root are required"))
+	}
+
+	debug.SetGCPercent(gcPercent)
+	debug.SetMemoryLimit(memoryLimit)
+
+	logger, closeLog, err := openMonitorLog(*dir)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeLog()
+	logger = logger.With("sandbox", *id)
+
+	// Containers are reparented to the monitor once runc exits, so it can
+	// reap them and learn their exit codes.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fail(fmt.Errorf("become subreaper: %w", err))
+	}
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	rp := newReaper()
+	defer rp.stop()
+	runc.Monitor = rp
+
+	m := &monitor{
+		id:         *id,
+		dir:        *dir,
+		rt:         runtime.New(*rtBin, *rtRoot),
+		reaper:     rp,
+		log:        logger,
+		maxLine:    DefaultMaxLogLine,
+		containers: make(map[string]*container),
+		done:       make(chan struct{}),
+	}
+	for _, d := range []string{exitsDir, runDir} {
+		if err := os.MkdirAll(filepath.Join(m.dir, d), 0o711); err != nil {
+			return fail(err)
+		}
+	}
+	sock := filepath.Join(m.dir, SocketName)
+	os.Remove(sock) // a previous monitor's, dead: Connect found nobody there
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fail(fmt.Errorf("listen: %w", err))
+	}
+	pidFile := filepath.Join(m.dir, PidName)
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		ln.Close()
+		return fail(err)
+	}
+	if ready != nil {
+		fmt.Fprint(ready, "ok")
+		ready.Close()
+	}
+	logger.Info("monitor serving", "pid", os.Getpid())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.serve(ctx, ln)
+	}()
+
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-m.done:
+		logger.Info("monitor shutting down")
+	case s := <-term:
+		// Containers keep running: they are separate processes, and a
+		// new daemon can clean them up through the runtime.
+		logger.Warn("monitor stopped by signal; containers left running", "signal", s)
+	}
+	signal.Stop(term)
+	os.Remove(sock)
+	os.Remove(pidFile)
+	ln.Close()
+	cancel()
+	wg.Wait()
+	return 0
+}
+
+func openMonitorLog(dir string) (*slog.Logger, func(), error) {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, LogName)
+	if st, err := os.Stat(path); err == nil && st.Size() > maxMonitorLog {
+		os.Truncate(path, 0)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open monitor log: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(f, nil)), func() { f.Close() }, nil
+}
+
+// monitor is the state of the monitor process.
+type monitor struct {
+	id      string
+	dir     string
+	rt      *runtime.Runtime
+	reaper  *reaper
+	log     *slog.Logger
+	maxLine int
+
+	mu         sync.Mutex // guards containers only; never held across runc
+	containers map[string]*container
+
+	doneOnce sync.Once
+	done     chan struct{} // closed by Shutdown
+}
+
+// serve accepts connections until ctx ends; each connection is one request.
+func (m *monitor) serve(ctx context.Context, ln net.Listener) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			m.log.Warn("accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.handle(ctx, conn)
+		}()
+	}
+}
+
+func (m *monitor) handle(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(requestTimeout))
+	var req request
+	if err := json.NewDecoder(conn).Decode(&req); err != nil {
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+
+	// The client sends nothing after its request, so a read that returns
+	// means it hung up (or its context ended): cancel the handler.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		var b [1]byte
+		conn.Read(b[:])
+		cancel()
+	}()
+
+	result, err := m.dispatch(ctx, req)
+	var resp response
+	if err != nil {
+		resp.Error = err.Error()
+		resp.Code = codeOf(err)
+		m.log.Debug("request failed", "method", req.Method, "err", err)
+	} else if result != nil {
+		if resp.Result, err = json.Marshal(result); err != nil {
+			resp.Error = err.Error()
+		}
+	}
+	conn.SetWriteDeadline(time.Now().Add(requestTimeout))
+	json.NewEncoder(conn).Encode(resp)
+	if req.Method == "Shutdown" && err == nil {
+		m.doneOnce.Do(func() { close(m.done) })
+	}
+}
+
+func (m *monitor) dispatch(ctx context.Context, req request) (any, error) {
+	decode := func(v any) error {
+		if len(req.Params) == 0 {
+			return errors.New("missing params")
+		}
+		return json.Unmarshal(req.Params, v)
+	}
+	switch req.Method {
+	case "Ping":
+		return pingResult{Pid: os.Getpid()}, nil
+	case "Create":
+		var p CreateRequest
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		pid, err := m.create(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return pidResult{Pid: pid}, nil
+	case "Start":
+		var p idParams
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		return nil, m.start(ctx, p.ID)
+	case "Kill":
+		var p killParams
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		return nil, m.kill(ctx, p.ID, syscall.Signal(p.Signal), p.All)
+	case "Wait":
+		var p idParams
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		return m.wait(ctx, p.ID)
+	case "Delete":
+		var p idParams
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		return nil, m.delete(ctx, p.ID)
+	case "Exec":
+		var p ExecRequest
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		return m.exec(ctx, p)
+	case "ReopenLog":
+		var p idParams
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		return nil, m.reopenLog(p.ID)
+	case "Shutdown":
+		return nil, m.shutdown(ctx)
+	}
+	return nil, fmt.Errorf("unknown method %q", req.Method)
+}
+
+func (m *monitor) lookup(id string) *container {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.containers[id]
+}
+
+func (m *monitor) runPath(name string) string { return filepath.Join(m.dir, runDir, name) }
