@@ -10,7 +10,7 @@ import (
 
 // writeFile writes atomically, as config managers do, so a half-written
 // conf is never observed by the test either.
-func writeFile(t *testing.T, path, data string, mode os.FileMode) {
+func writeFile(t testing.TB, path, data string, mode os.FileMode) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(data), mode); err != nil {
