@@ -398,4 +398,3 @@ func BenchmarkPodNetwork(b *testing.B) {
 		})
 	}
 }
-
