@@ -560,4 +560,3 @@ func sortedUnique(ss []string) []string {
 	sort.Strings(out)
 	return out
 }
-
