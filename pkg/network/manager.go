@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
 )
 
 // DefaultTimeout bounds one CNI ADD or DEL when Options.Timeout is unset;
@@ -96,8 +98,13 @@ func New(opts Options) (*Manager, error) {
 	m := &Manager{
 		opts: opts,
 		log:  log.With("component", "network"),
-		cni:  libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil),
 	}
+	// An explicit exec: with nil, libcni fills it in lazily on each call,
+	// a data race when pods are set up concurrently.
+	m.cni = libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: pluginStderr{m.log}},
+		PluginDecoder: version.PluginDecoder{},
+	})
 	m.config()
 	return m, nil
 }
@@ -333,6 +340,16 @@ func (m *Manager) seedCache(list *libcni.NetworkConfigList, rt *libcni.RuntimeCo
 		return err
 	}
 	return os.Rename(tmp, file)
+}
+
+// pluginStderr puts what a successful plugin wrote to stderr in the log
+// rather than on the daemon's stderr; a failing plugin's stderr is part of
+// the returned error already.
+type pluginStderr struct{ log *slog.Logger }
+
+func (w pluginStderr) Write(p []byte) (int, error) {
+	w.log.Warn("cni plugin stderr", "output", strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // podLocks serialises work on one pod (a Setup's cleanup against a racing
