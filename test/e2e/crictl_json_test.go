@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+)
+
+// Shapes of crictl's -o json output (protobuf JSON: camelCase, enums as names).
+
+type podStatusJSON struct {
+	Status struct {
+		ID      string `json:"id"`
+		State   string `json:"state"`
+		Network struct {
+			IP string `json:"ip"`
+		} `json:"network"`
+	} `json:"status"`
+}
+
+type containerStatusJSON struct {
+	Status struct {
+		ID       string `json:"id"`
+		State    string `json:"state"`
+		ExitCode int    `json:"exitCode"`
+		Reason   string `json:"reason"`
+		LogPath  string `json:"logPath"`
+	} `json:"status"`
+}
+
+type podListJSON struct {
+	Items []struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	} `json:"items"`
+}
+
+type containerListJSON struct {
+	Containers []struct {
+		ID           string `json:"id"`
+		PodSandboxID string `json:"podSandboxId"`
+		State        string `json:"state"`
+	} `json:"containers"`
+}
+
+type imageJSON struct {
+	ID          string   `json:"id"`
+	RepoTags    []string `json:"repoTags"`
+	RepoDigests []string `json:"repoDigests"`
+}
+
+type imageListJSON struct {
+	Images []imageJSON `json:"images"`
+}
+
+type imageStatusJSON struct {
+	Status imageJSON `json:"status"`
+}
+
+type infoJSON struct {
+	Status struct {
+		Conditions []conditionJSON `json:"conditions"`
+	} `json:"status"`
+}
+
+type conditionJSON struct {
+	Type    string `json:"type"`
+	Status  bool   `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+func (d *daemon) decode(out string, v any, args ...string) {
+	d.t.Helper()
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		d.t.Fatalf("crictl %s: output is not the expected JSON: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (d *daemon) crictlJSON(v any, args ...string) {
+	d.t.Helper()
+	d.decode(d.crictl(args...), v, args...)
+}
+
+// snapshot is "id=STATE" for every pod and container crictl lists, sorted.
+func (d *daemon) snapshot() []string {
+	d.t.Helper()
+	var pods podListJSON
+	d.crictlJSON(&pods, "pods", "-o", "json")
+	var ctrs containerListJSON
+	d.crictlJSON(&ctrs, "ps", "-a", "-o", "json")
+	var out []string
+	for _, p := range pods.Items {
+		out = append(out, "pod "+p.ID+"="+p.State)
+	}
+	for _, c := range ctrs.Containers {
+		out = append(out, "container "+c.ID+" in "+c.PodSandboxID+"="+c.State)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/images"
+)
+
+// TestPodLifecycle is issue 2's acceptance items 1 and 2: a real pod driven by
+// crictl from pull to removal, then nothing of it left on the host.
+func TestPodLifecycle(t *testing.T) {
+	requireHost(t)
+	_, ref := registry(t)
+	d := startDaemon(t)
+
+	// version
+	out := d.crictl("version")
+	for _, re := range []string{`(?m)^Version:\s+0\.1\.0$`, `(?m)^RuntimeName:\s+pod-shim$`, `(?m)^RuntimeApiVersion:\s+v1$`, `(?m)^RuntimeVersion:\s+\S+`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("crictl version output does not match %s:\n%s", re, out)
+		}
+	}
+
+	// info: both conditions true
+	var info infoJSON
+	d.crictlJSON(&info, "info", "-o", "json")
+	for _, cond := range []string{"RuntimeReady", "NetworkReady"} {
+		i := slices.IndexFunc(info.Status.Conditions, func(c conditionJSON) bool { return c.Type == cond })
+		if i < 0 {
+			t.Errorf("crictl info: no %s condition in %+v", cond, info.Status.Conditions)
+		} else if c := info.Status.Conditions[i]; !c.Status {
+			t.Errorf("crictl info: %s is false (%s: %s)", cond, c.Reason, c.Message)
+		}
+	}
+
+	// pull from the loopback registry, then images lists it with the pushed digest
+	d.crictl("pull", ref)
+	img, _ := images.Busybox()
+	digest, _ := img.Digest()
+	repo := strings.TrimSuffix(ref, ":1.36")
+	var list imageListJSON
+	d.crictlJSON(&list, "images", "-o", "json")
+	i := slices.IndexFunc(list.Images, func(im imageJSON) bool { return slices.Contains(im.RepoTags, ref) })
+	if i < 0 {
+		t.Fatalf("crictl images does not list %s: %+v", ref, list.Images)
+	}
+	if want := repo + "@" + digest.String(); !slices.Contains(list.Images[i].RepoDigests, want) {
+		t.Errorf("crictl images: repo digests %v, want %s", list.Images[i].RepoDigests, want)
+	}
+	if table := d.crictl("images"); !strings.Contains(table, repo) || !strings.Contains(table, "1.36") {
+		t.Errorf("crictl images table lacks %s 1.36:\n%s", repo, table)
+	}
+
+	// runp → Ready with an IP on the test's bridge
+	webID, webCfg := d.runPod("web-" + randHex(3))
+	webIP := d.podIP(webID)
+
+	// a busybox container that prints a line, then serves /var/www
+	line := "hello-from-pod-shim-" + randHex(4)
+	httpdCfg := d.containerConfig("httpd", ref, "sh", "-c", "echo "+line+"; exec httpd -f -p 8080 -h /var/www")
+	httpdID := d.startContainer(webID, httpdCfg, webCfg)
+	d.recordNetns(httpdID)
+
+	// logs shows the line, and the file is in CRI format
+	eventually(t, "crictl logs shows the line", 30*time.Second, func() error {
+		out, err := d.crictlErr("logs", httpdID)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, line) {
+			return errorf("crictl logs = %q, want %q", out, line)
+		}
+		return nil
+	})
+	var cs containerStatusJSON
+	d.crictlJSON(&cs, "inspect", "-o", "json", httpdID)
+	if b, err := os.ReadFile(cs.Status.LogPath); err != nil {
+		t.Errorf("container log file: %v", err)
+	} else if !regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d) stdout F ` + line + `$`).Match(b) {
+		t.Errorf("log file %s is not in CRI format with the line:\n%s", cs.Status.LogPath, b)
+	}
+
+	// the host reaches the pod
+	url := "http://" + webIP + ":8080/"
+	eventually(t, "curl "+url, 30*time.Second, func() error {
+		out, err := exec.Command("curl", "-sS", "--noproxy", "*", "--max-time", "5", url).CombinedOutput()
+		if err != nil {
+			return errorf("%v: %s", err, out)
+		}
+		if string(out) != images.IndexHTML {
+			return errorf("curl %s = %q, want %q", url, out, images.IndexHTML)
+		}
+		return nil
+	})
+
+	// a container in a second pod reaches the first pod
+	clientID, clientCfg := d.runPod("client-" + randHex(3))
+	d.podIP(clientID)
+	sleeperID := d.startContainer(clientID, d.containerConfig("sleeper", ref, "sleep", "3600"), clientCfg)
+	d.recordNetns(sleeperID)
+	out = d.crictl("exec", "-s", sleeperID, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 `+webIP+` 8080`)
+	if !strings.Contains(out, "200 OK") || !strings.Contains(out, images.IndexHTML) {
+		t.Errorf("pod-to-pod HTTP through nc: got %q, want 200 OK and %q", out, images.IndexHTML)
+	}
+
+	// exec -s returns output and the exit code
+	out, err := d.crictlErr("exec", "-s", sleeperID, "sh", "-c", "echo hi; exit 3")
+	var ce *crictlError
+	switch {
+	case err == nil:
+		t.Errorf("crictl exec -s 'exit 3' succeeded, want exit code 3 (output %q)", out)
+	case !asCrictlError(err, &ce):
+		t.Errorf("crictl exec -s: %v", err)
+	case ce.exitCode() != 3:
+		t.Errorf("crictl exec -s 'exit 3': exit code %d, want 3 (%v)", ce.exitCode(), err)
+	}
+	if out != "hi\n" {
+		t.Errorf("crictl exec -s output %q, want %q", out, "hi\n")
+	}
+	if out := d.crictl("exec", "-s", httpdID, "cat", "/var/www/index.html"); out != images.IndexHTML {
+		t.Errorf("crictl exec -s cat = %q, want %q", out, images.IndexHTML)
+	}
+
+	// While the pods run, the leftover probes must see them: otherwise item 2 would check nothing.
+	if n := len(d.monitors()); n != 2 {
+		t.Errorf("found %d pod monitor processes for 2 running pods (ARCHITECTURE.md: one per pod): %+v", n, d.monitors())
+	}
+	if v := d.vethsOnBridge(); len(v) != 2 {
+		t.Errorf("bridge %s has veths %v, want 2", d.bridge, v)
+	}
+	if a := d.ipamAllocations(); len(a) != 2 {
+		t.Errorf("host-local allocations %v, want 2", a)
+	}
+
+	// stop, rm, stopp, rmp: each succeeds, and again when repeated
+	rs, _ := d.client()
+	d.crictl("stop", httpdID)
+	d.crictl("stop", httpdID)
+	d.crictlJSON(&cs, "inspect", "-o", "json", httpdID)
+	if cs.Status.State != "CONTAINER_EXITED" {
+		t.Errorf("after crictl stop: state %s, want CONTAINER_EXITED", cs.Status.State)
+	}
+	d.crictl("rm", httpdID)
+	// crictl rm asks ContainerStatus first, which is NotFound for a removed
+	// container, so the repeat goes straight to RemoveContainer as kubelet does.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := rs.RemoveContainer(ctx, &cri.RemoveContainerRequest{ContainerId: httpdID}); err != nil {
+		t.Errorf("RemoveContainer of a removed container: %v, want success", err)
+	}
+	if _, err := d.crictlErr("rm", httpdID); err == nil {
+		t.Errorf("crictl rm of a removed container succeeded: ContainerStatus should say NotFound")
+	}
+	for _, pod := range []string{webID, clientID} {
+		d.crictl("stopp", pod)
+		d.crictl("stopp", pod)
+		var ps podStatusJSON
+		d.crictlJSON(&ps, "inspectp", "-o", "json", pod)
+		if ps.Status.State != "SANDBOX_NOTREADY" {
+			t.Errorf("after crictl stopp: pod state %s, want SANDBOX_NOTREADY", ps.Status.State)
+		}
+		d.crictl("rmp", pod)
+		if _, err := rs.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+			t.Errorf("RemovePodSandbox of a removed pod: %v, want success", err)
+		}
+	}
+	if s := d.snapshot(); len(s) != 0 {
+		t.Errorf("after removal crictl still lists %v", s)
+	}
+
+	// item 2: nothing of those pods remains
+	for _, p := range d.leftovers() {
+		t.Error(p)
+	}
+}
+
+// podIP checks the pod is Ready with an IP in the test's subnet and returns it.
+func (d *daemon) podIP(id string) string {
+	d.t.Helper()
+	var ps podStatusJSON
+	d.crictlJSON(&ps, "inspectp", "-o", "json", id)
+	if ps.Status.State != "SANDBOX_READY" {
+		d.t.Fatalf("pod %s state %s, want SANDBOX_READY", id, ps.Status.State)
+	}
+	ip := net.ParseIP(ps.Status.Network.IP)
+	if ip == nil || !d.subnet.Contains(ip) {
+		d.t.Fatalf("pod %s IP %q, want one in %s", id, ps.Status.Network.IP, d.subnet)
+	}
+	return ip.String()
+}
+
+// startContainer creates and starts a container and checks it runs.
+func (d *daemon) startContainer(podID, ctrCfg, podCfg string) string {
+	d.t.Helper()
+	id := strings.TrimSpace(d.crictl("create", podID, ctrCfg, podCfg))
+	if len(id) != 64 {
+		d.t.Fatalf("crictl create printed %q, want a 64-hex container id", id)
+	}
+	d.crictl("start", id)
+	var cs containerStatusJSON
+	d.crictlJSON(&cs, "inspect", "-o", "json", id)
+	if cs.Status.State != "CONTAINER_RUNNING" {
+		d.t.Fatalf("container %s state %s after start, want CONTAINER_RUNNING (exit %d, %s)", id, cs.Status.State, cs.Status.ExitCode, cs.Status.Reason)
+	}
+	if _, err := os.Stat(cs.Status.LogPath); err != nil {
+		d.t.Errorf("log file of a started container: %v", err)
+	}
+	if !strings.HasPrefix(cs.Status.LogPath, filepath.Join(d.logDir)) {
+		d.t.Errorf("log path %s is not under the pod's log_directory %s", cs.Status.LogPath, d.logDir)
+	}
+	return id
+}
