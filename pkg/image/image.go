@@ -367,6 +367,19 @@ func byPrefix(tx *store.Tx, refOrID, hexPrefix string) (*imageRecord, error) {
 	}
 }
 
+// SetPinned marks an image as pinned (kubelet's GC leaves pinned images,
+// such as the sandbox image, alone) or unpins it.
+func (s *Store) SetPinned(refOrID string, pinned bool) error {
+	return s.db.Update(func(tx *store.Tx) error {
+		rec, err := resolve(tx, refOrID)
+		if err != nil {
+			return err
+		}
+		rec.Pinned = pinned
+		return tx.Put(bucketImages, rec.ID, rec)
+	})
+}
+
 // Remove deletes the image refOrID resolves to, with all its tags, and the
 // layers and blobs no other image or container rootfs uses. An absent image
 // is not an error.

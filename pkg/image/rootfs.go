@@ -110,6 +110,17 @@ func (s *Store) PrepareRootfs(ctx context.Context, imageID, containerID, target 
 	}
 	data += s.overlayOpt
 	if len(data) > maxMountData {
+		// Too long with absolute paths: name each lower dir by an O_PATH
+		// descriptor instead ("/proc/self/fd/N", ~17 bytes). The kernel
+		// resolves them at mount time; the fds can be closed right after.
+		short, closeFDs, err := fdPaths(lower)
+		if err != nil {
+			return "", err
+		}
+		defer closeFDs()
+		data = strings.Replace(data, "lowerdir="+strings.Join(lower, ":"), "lowerdir="+strings.Join(short, ":"), 1)
+	}
+	if len(data) > maxMountData {
 		return "", fmt.Errorf("image %s has %d layers: overlay mount options would be %d bytes, over the kernel's %d-byte limit", u.ImageID, len(lower), len(data), maxMountData)
 	}
 	if err := os.MkdirAll(target, 0o755); err != nil {
@@ -239,4 +250,25 @@ func overlayExtraOptions() string {
 		}
 	}
 	return opts
+}
+
+// fdPaths opens dirs with O_PATH and returns their /proc/self/fd names.
+func fdPaths(dirs []string) ([]string, func(), error) {
+	fds := make([]int, 0, len(dirs))
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	out := make([]string, 0, len(dirs))
+	for _, d := range dirs {
+		fd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("open layer %s: %w", d, err)
+		}
+		fds = append(fds, fd)
+		out = append(out, fmt.Sprintf("/proc/self/fd/%d", fd))
+	}
+	return out, closeAll, nil
 }

@@ -450,6 +450,16 @@ func TestGetForms(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].ID != got.ID {
 		t.Errorf("List = %v, %v", list, err)
 	}
+	if err := s.SetPinned("busybox", true); err != nil {
+		t.Fatal(err)
+	}
+	// Pinning survives a re-pull of the same image.
+	if again, err := s.Pull(context.Background(), "busybox", nil); err != nil || !again.Pinned {
+		t.Errorf("re-pulled image pinned=%v, %v", again != nil && again.Pinned, err)
+	}
+	if err := s.SetPinned("busybox:nope", true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetPinned of a missing image: %v", err)
+	}
 	if _, err := s.Pull(context.Background(), "UPPER/case", nil); !errors.Is(err, ErrInvalidReference) {
 		t.Errorf("Pull of malformed ref: %v", err)
 	}
@@ -867,5 +877,53 @@ func TestNewDiscardsCrashLeftovers(t *testing.T) {
 	}
 	if after, _ := s2.FsInfo(); after != before {
 		t.Errorf("FsInfo after restart %+v, before %+v", after, before)
+	}
+}
+
+func TestPrepareRootfsManyLayers(t *testing.T) {
+	reg := startRegistry(t, nil)
+	s := newStore(t, nil)
+	tests := []struct {
+		layers  int
+		wantErr bool
+	}{
+		// 60 absolute layer paths overflow the one-page mount data; fd paths fit.
+		{layers: 60},
+		// Even /proc/self/fd/N names cannot fit this many.
+		{layers: 300, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.layers), func(t *testing.T) {
+			var ls []v1.Layer
+			for i := range tc.layers {
+				ls = append(ls, layerOf(t, []tarEntry{{name: fmt.Sprintf("f%03d", i), typ: tar.TypeReg, data: fmt.Sprint(i)}}))
+			}
+			ref := fmt.Sprintf("%s/many:%d", reg.host, tc.layers)
+			push(t, ref, imageOf(t, v1.Config{}, ls...))
+			img, err := s.Pull(context.Background(), ref, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := mountTarget(t)
+			root, err := s.PrepareRootfs(context.Background(), img.ID, "many", target, false)
+			t.Cleanup(func() { _ = s.RemoveRootfs("many", target) })
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "over the kernel's") {
+					t.Fatalf("err = %v, want a mount data overflow error", err)
+				}
+				if _, err := os.Stat(s.containerDir("many")); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("failed prepare left its container dir: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"f000", fmt.Sprintf("f%03d", tc.layers-1)} {
+				if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
 	}
 }
