@@ -114,21 +114,28 @@ func TestPodLifecycle(t *testing.T) {
 		t.Errorf("pod-to-pod HTTP through nc: got %q, want 200 OK and %q", out, images.IndexHTML)
 	}
 
-	// exec -s returns output and the exit code
-	out, err := d.crictlErr("exec", "-s", sleeperID, "sh", "-c", "echo hi; exit 3")
-	var ce *crictlError
-	switch {
-	case err == nil:
-		t.Errorf("crictl exec -s 'exit 3' succeeded, want exit code 3 (output %q)", out)
-	case !asCrictlError(err, &ce):
-		t.Errorf("crictl exec -s: %v", err)
-	case ce.exitCode() != 3:
-		t.Errorf("crictl exec -s 'exit 3': exit code %d, want 3 (%v)", ce.exitCode(), err)
+	// exec -s returns output and the exit code. crictl v1.37 prints stdout and
+	// stderr each followed by a newline on success, and on a non-zero exit
+	// reports "exited with N" (its own exit status is then 1, the output dropped);
+	// the CRI call itself is checked for the exact values.
+	if out := d.crictl("exec", "-s", sleeperID, "sh", "-c", "echo hi"); strings.TrimRight(out, "\n") != "hi" {
+		t.Errorf("crictl exec -s 'echo hi' = %q, want hi", out)
 	}
-	if out != "hi\n" {
-		t.Errorf("crictl exec -s output %q, want %q", out, "hi\n")
+	if _, err := d.crictlErr("exec", "-s", sleeperID, "sh", "-c", "echo hi; exit 3"); err == nil {
+		t.Errorf("crictl exec -s 'exit 3' succeeded, want a reported exit code 3")
+	} else if !strings.Contains(err.Error(), "exited with 3") {
+		t.Errorf("crictl exec -s 'exit 3': %v, want it to report \"exited with 3\"", err)
 	}
-	if out := d.crictl("exec", "-s", httpdID, "cat", "/var/www/index.html"); out != images.IndexHTML {
+	rs, _ := d.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	execResp, err := rs.ExecSync(ctx, &cri.ExecSyncRequest{ContainerId: sleeperID, Cmd: []string{"sh", "-c", "echo hi; echo err >&2; exit 3"}, Timeout: 10})
+	if err != nil {
+		t.Errorf("ExecSync: %v", err)
+	} else if execResp.ExitCode != 3 || string(execResp.Stdout) != "hi\n" || string(execResp.Stderr) != "err\n" {
+		t.Errorf("ExecSync = exit %d, stdout %q, stderr %q; want 3, \"hi\\n\", \"err\\n\"", execResp.ExitCode, execResp.Stdout, execResp.Stderr)
+	}
+	if out := d.crictl("exec", "-s", httpdID, "cat", "/var/www/index.html"); strings.TrimRight(out, "\n") != strings.TrimRight(images.IndexHTML, "\n") {
 		t.Errorf("crictl exec -s cat = %q, want %q", out, images.IndexHTML)
 	}
 
@@ -144,7 +151,6 @@ func TestPodLifecycle(t *testing.T) {
 	}
 
 	// stop, rm, stopp, rmp: each succeeds, and again when repeated
-	rs, _ := d.client()
 	d.crictl("stop", httpdID)
 	d.crictl("stop", httpdID)
 	d.crictlJSON(&cs, "inspect", "-o", "json", httpdID)
@@ -154,8 +160,6 @@ func TestPodLifecycle(t *testing.T) {
 	d.crictl("rm", httpdID)
 	// crictl rm asks ContainerStatus first, which is NotFound for a removed
 	// container, so the repeat goes straight to RemoveContainer as kubelet does.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if _, err := rs.RemoveContainer(ctx, &cri.RemoveContainerRequest{ContainerId: httpdID}); err != nil {
 		t.Errorf("RemoveContainer of a removed container: %v, want success", err)
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -52,7 +53,7 @@ func TestDaemonRestart(t *testing.T) {
 		t.Errorf("after restart crictl lists\n  %v\nwant the same as before\n  %v", after, before)
 	}
 	// The running container is still reachable through its monitor.
-	if out := d.crictl("exec", "-s", ctrID, "echo", "still-here"); out != "still-here\n" {
+	if out := d.crictl("exec", "-s", ctrID, "echo", "still-here"); strings.TrimRight(out, "\n") != "still-here" {
 		t.Errorf("exec after restart = %q, want %q", out, "still-here\n")
 	}
 	d.crictl("stopp", podID)
