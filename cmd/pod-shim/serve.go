@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/pod-shim/pod-shim/pkg/config"
+	"github.com/pod-shim/pod-shim/pkg/container"
+	"github.com/pod-shim/pod-shim/pkg/cri"
+	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/sandbox"
+	"github.com/pod-shim/pod-shim/pkg/store"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", config.DefaultPath, "config file (TOML)")
+	listen := fs.String("listen", "", "CRI unix socket path")
+	root := fs.String("root", "", "durable state dir")
+	state := fs.String("state", "", "volatile state dir")
+	cniConf := fs.String("cni-conf-dir", "", "CNI config dir")
+	cniBin := fs.String("cni-bin-dir", "", "CNI plugin dirs, colon separated")
+	sandboxImage := fs.String("sandbox-image", "", "pause image")
+	pauseBinary := fs.String("pause-binary", "", "built-in pause binary")
+	runtimePath := fs.String("runtime", "", "OCI runtime (runc) binary")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	cgroupDriver := fs.String("cgroup-driver", "", "cgroupfs or systemd")
+	var insecure stringList
+	fs.Var(&insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			explicit = true
+		}
+	})
+	cfg, err := config.Load(*cfgPath, !explicit)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pod-shim:", err)
+		return 1
+	}
+	override := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	override(&cfg.Listen, *listen)
+	override(&cfg.Root, *root)
+	override(&cfg.State, *state)
+	override(&cfg.CNI.ConfDir, *cniConf)
+	override(&cfg.SandboxImage, *sandboxImage)
+	override(&cfg.PauseBinary, *pauseBinary)
+	override(&cfg.Runtime.Path, *runtimePath)
+	override(&cfg.LogLevel, *logLevel)
+	override(&cfg.CgroupDriver, *cgroupDriver)
+	if *cniBin != "" {
+		cfg.CNI.BinDirs = filepath.SplitList(*cniBin)
+	}
+	cfg.Registry.Insecure = append(cfg.Registry.Insecure, insecure...)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "pod-shim:", err)
+		return 1
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "pod-shim: log_level:", err)
+		return 1
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(cfg, log); err != nil {
+		log.Error("pod-shim stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func run(cfg config.Config, log *slog.Logger) error {
+	runtimeBin, err := exec.LookPath(cfg.Runtime.Path)
+	if err != nil {
+		return fmt.Errorf("OCI runtime: %w", err)
+	}
+	runtimeRoot := cfg.Runtime.Root
+	if runtimeRoot == "" {
+		runtimeRoot = filepath.Join(cfg.State, "runc")
+	}
+	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Listen)} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+	}
+	db, err := store.Open(filepath.Join(cfg.Root, "meta.db"), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	registries := map[string]image.RegistryHost{}
+	for _, h := range cfg.Registry.Insecure {
+		r := registries[h]
+		r.Insecure = true
+		registries[h] = r
+	}
+	for h, mirrors := range cfg.Registry.Mirrors {
+		r := registries[h]
+		r.Mirrors = mirrors
+		registries[h] = r
+	}
+	images, err := image.New(image.Options{Root: filepath.Join(cfg.Root, "image"), DB: db, Registries: registries, Logger: log})
+	if err != nil {
+		return err
+	}
+	net, err := network.New(network.Options{
+		ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs,
+		CacheDir: filepath.Join(cfg.Root, "cni"), Timeout: cfg.CNI.Timeout.Duration, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	sandboxes, err := sandbox.New(sandbox.Options{
+		DB: db, Network: net, Images: images, StateDir: cfg.State,
+		SandboxImage: cfg.SandboxImage, PauseBinary: cfg.PauseBinary,
+		Runtime: runtimeBin, RuntimeRoot: runtimeRoot, CgroupDriver: cfg.CgroupDriver, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := sandboxes.Recover(ctx); err != nil {
+		return fmt.Errorf("recover sandboxes: %w", err)
+	}
+	containers, err := container.New(container.Options{
+		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
+		CgroupDriver: cfg.CgroupDriver, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := cri.New(cri.Options{
+		Sandboxes: sandboxes, Containers: containers, Images: images, Network: net,
+		CgroupDriver: cfg.CgroupDriver, RuntimePath: runtimeBin, Logger: log,
+	})
+	g := grpc.NewServer(srv.Interceptors()...)
+	srv.Register(g)
+
+	lis, err := listenUnix(cfg.Listen, cfg.SocketMode)
+	if err != nil {
+		return err
+	}
+	admin, err := startAdmin(filepath.Join(cfg.State, adminSocket), images, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	log.Info("pod-shim serving", "socket", cfg.Listen, "root", cfg.Root, "state", cfg.State, "version", cri.RuntimeVersion)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Pods keep running: their monitors are in their own sessions. Only the
+	// API goes away.
+	log.Info("shutting down; pods keep running")
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		g.Stop()
+	}
+	return nil
+}
+
+// listenUnix replaces a stale socket file and sets the socket's mode.
+func listenUnix(path, mode string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket: %w", err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := strconv.ParseUint(mode, 8, 32)
+	if err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("socket_mode %q: %w", mode, err)
+	}
+	if err := os.Chmod(path, os.FileMode(m)); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+// httpServer is the small admin API on a second unix socket.
+type httpServer struct {
+	srv *http.Server
+}
+
+func (h *httpServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return h.srv.Shutdown(ctx)
+}

@@ -1,0 +1,619 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/monitor"
+	"github.com/pod-shim/pod-shim/pkg/oci"
+	"github.com/pod-shim/pod-shim/pkg/sandbox"
+	"github.com/pod-shim/pod-shim/pkg/store"
+)
+
+const bucket = "containers"
+
+// Options wire a Manager to the rest of the daemon.
+type Options struct {
+	DB           *store.DB
+	Sandboxes    *sandbox.Manager
+	Images       *image.Store
+	StateDir     string
+	CgroupDriver string
+	Logger       *slog.Logger
+}
+
+// Manager owns every app container of the node.
+type Manager struct {
+	opts   Options
+	log    *slog.Logger
+	minOOM int
+
+	mu    sync.Mutex
+	names map[string]string
+	locks map[string]*sync.Mutex
+}
+
+// New returns a Manager and rebuilds name reservations from the store.
+func New(opts Options) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m := &Manager{opts: opts, log: opts.Logger, names: map[string]string{}, locks: map[string]*sync.Mutex{}}
+	if data, err := os.ReadFile("/proc/self/oom_score_adj"); err == nil {
+		m.minOOM, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	all, err := store.List[Container](opts.DB, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("load containers: %w", err)
+	}
+	for _, c := range all {
+		if c.State == StateCreating {
+			// Create never finished: undo it (recovery of a crashed daemon).
+			m.log.Info("undoing interrupted container creation", "container", c.ID)
+			if err := m.discard(context.Background(), c); err != nil {
+				m.log.Error("undo container", "container", c.ID, "error", err)
+			}
+			continue
+		}
+		if sb, err := opts.Sandboxes.Get(c.SandboxID); err == nil {
+			m.names[reservedName(&c.Config, sb)] = c.ID
+		}
+	}
+	return m, nil
+}
+
+// reservedName is the kubelet's identity of a container in its pod.
+func reservedName(c *Config, sb *sandbox.Sandbox) string {
+	return fmt.Sprintf("%s_%s_%s_%s_%d", c.Name, sb.Config.Name, sb.Config.Namespace, sb.Config.UID, c.Attempt)
+}
+
+func (m *Manager) lock(id string) func() {
+	m.mu.Lock()
+	l, ok := m.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		m.locks[id] = l
+	}
+	m.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (m *Manager) save(c *Container) error { return m.opts.DB.Put(bucket, c.ID, c) }
+
+func (m *Manager) load(idOrPrefix string) (*Container, error) {
+	id, err := m.opts.DB.Resolve(bucket, idOrPrefix)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
+		}
+		return nil, err
+	}
+	var c Container
+	if err := m.opts.DB.Get(bucket, id, &c); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
+		}
+		return nil, err
+	}
+	if c.State == StateCreating {
+		return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
+	}
+	return &c, nil
+}
+
+// refresh folds an exit the monitor recorded into the container's record.
+// It reads one small file: status calls never wait on the monitor.
+func (m *Manager) refresh(c *Container) (changed bool) {
+	if c.State != StateRunning {
+		return false
+	}
+	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return false
+	}
+	ex, err := monitor.ReadExit(sb.Dir, c.ID)
+	if err != nil {
+		return false
+	}
+	c.State = StateExited
+	c.ExitCode = int32(ex.ExitCode)
+	c.FinishedAt = ex.ExitedAt
+	switch {
+	case ex.OOMKilled:
+		c.Reason = "OOMKilled"
+	case ex.ExitCode == 0:
+		c.Reason = "Completed"
+	default:
+		c.Reason = "Error"
+	}
+	return true
+}
+
+// Get returns a container with its current state.
+func (m *Manager) Get(idOrPrefix string) (*Container, error) {
+	c, err := m.load(idOrPrefix)
+	if err != nil {
+		return nil, err
+	}
+	if m.refresh(c) {
+		unlock := m.lock(c.ID)
+		err := m.save(c)
+		unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// List returns the containers matching f, oldest first.
+func (m *Manager) List(f Filter) ([]*Container, error) {
+	all, err := store.List[Container](m.opts.DB, bucket)
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	if f.ID != "" {
+		if id, err = m.opts.DB.Resolve(bucket, f.ID); err != nil {
+			return nil, nil
+		}
+	}
+	var sbID string
+	if f.SandboxID != "" {
+		sb, err := m.opts.Sandboxes.Get(f.SandboxID)
+		if err != nil {
+			return nil, nil
+		}
+		sbID = sb.ID
+	}
+	out := all[:0]
+	for _, c := range all {
+		if c.State == StateCreating || (id != "" && c.ID != id) || (sbID != "" && c.SandboxID != sbID) {
+			continue
+		}
+		m.refresh(c)
+		if f.State != nil && c.State != *f.State {
+			continue
+		}
+		if !matchLabels(c.Config.Labels, f.Labels) {
+			continue
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+func matchLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Create prepares a container: rootfs, spec and record. No process starts
+// and runc is not called until Start, which then needs a single
+// `runc run --detach` (as containerd defers task creation to StartContainer).
+func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Container, error) {
+	if cfg.Name == "" {
+		return nil, fmt.Errorf("metadata.name is empty: %w", ErrInvalid)
+	}
+	if cfg.Image == "" {
+		return nil, fmt.Errorf("image is empty: %w", ErrInvalid)
+	}
+	if sandboxID == "" {
+		return nil, fmt.Errorf("pod_sandbox_id is empty: %w", ErrInvalid)
+	}
+	sb, err := m.opts.Sandboxes.Get(sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	unlockSB := m.opts.Sandboxes.Lock(sb.ID)
+	defer unlockSB()
+	if sb, err = m.opts.Sandboxes.Get(sb.ID); err != nil {
+		return nil, err
+	}
+	if sb.State != sandbox.StateReady {
+		return nil, fmt.Errorf("sandbox %s: %w", sb.ID, sandbox.ErrNotReady)
+	}
+	img, err := m.opts.Images.Get(cfg.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", cfg.Image, err)
+	}
+
+	c := &Container{
+		ID:        store.NewID(),
+		SandboxID: sb.ID,
+		Config:    cfg,
+		ImageID:   img.ID,
+		ImageRef:  img.ID,
+		State:     StateCreating,
+		CreatedAt: time.Now(),
+	}
+	if len(img.RepoDigests) > 0 {
+		c.ImageRef = img.RepoDigests[0]
+	}
+	if cfg.LogPath != "" && sb.Config.LogDirectory != "" {
+		c.LogPath = filepath.Join(sb.Config.LogDirectory, cfg.LogPath)
+	}
+	c.Bundle = filepath.Join(m.opts.StateDir, "containers", c.ID)
+	c.StopSignal = cfg.StopSignal
+	if c.StopSignal == "" {
+		c.StopSignal = img.Config.StopSignal
+	}
+	name := reservedName(&cfg, sb)
+	m.mu.Lock()
+	if other, ok := m.names[name]; ok {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("name %q is reserved by container %s: %w", name, other, ErrAlreadyExists)
+	}
+	m.names[name] = c.ID
+	m.mu.Unlock()
+	defer m.lock(c.ID)()
+
+	if err := m.save(c); err != nil {
+		m.unreserve(name, c.ID)
+		return nil, err
+	}
+	if err := m.prepare(ctx, c, sb, img); err != nil {
+		if derr := m.discard(context.WithoutCancel(ctx), c); derr != nil {
+			m.log.Error("undo failed container", "container", c.ID, "error", derr)
+		}
+		m.unreserve(name, c.ID)
+		return nil, err
+	}
+	c.State = StateCreated
+	if err := m.save(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (m *Manager) unreserve(name, id string) {
+	m.mu.Lock()
+	if m.names[name] == id {
+		delete(m.names, name)
+	}
+	m.mu.Unlock()
+}
+
+func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox, img *image.Image) error {
+	if c.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
+			return fmt.Errorf("create log dir: %w", err)
+		}
+	}
+	target := filepath.Join(c.Bundle, "rootfs")
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return err
+	}
+	root, err := m.opts.Images.PrepareRootfs(ctx, img.ID, c.ID, target, false)
+	if err != nil {
+		return fmt.Errorf("prepare rootfs: %w", err)
+	}
+	c.Rootfs = root
+	spec, err := buildSpec(specInput{
+		ID: c.ID, Config: &c.Config, Sandbox: sb, Image: img, Rootfs: root,
+		CgroupDriver: m.opts.CgroupDriver, MinOOMScoreAdj: m.minOOM,
+	})
+	if err != nil {
+		return err
+	}
+	if c.Config.WorkingDir != "" {
+		// Like containerd: a working dir missing from the image is made.
+		if dir, err := securejoinPath(root, c.Config.WorkingDir); err == nil {
+			_ = os.MkdirAll(dir, 0o755)
+		}
+	}
+	return oci.WriteBundle(c.Bundle, spec)
+}
+
+// discard removes all a container left on the host and its record.
+func (m *Manager) discard(ctx context.Context, c *Container) error {
+	var errs []error
+	if sb, err := m.opts.Sandboxes.Get(c.SandboxID); err == nil {
+		if mon, err := m.opts.Sandboxes.Monitor(ctx, sb); err == nil {
+			if err := mon.Delete(ctx, c.ID); err != nil {
+				errs = append(errs, fmt.Errorf("delete from runtime: %w", err))
+			}
+		}
+		if err := monitor.RemoveExit(sb.Dir, c.ID); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := m.opts.Images.RemoveRootfs(c.ID, filepath.Join(c.Bundle, "rootfs")); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Bundle != "" {
+		if err := os.RemoveAll(c.Bundle); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return m.opts.DB.Delete(bucket, c.ID)
+}
+
+// Start runs a created container. A container that cannot start is left
+// exited with exit code 128 and reason StartError, as the kubelet expects.
+func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
+	c, err := m.load(idOrPrefix)
+	if err != nil {
+		return err
+	}
+	defer m.lock(c.ID)()
+	if c, err = m.load(c.ID); err != nil {
+		return err
+	}
+	if c.State != StateCreated {
+		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, ErrState)
+	}
+	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return err
+	}
+	if sb.State != sandbox.StateReady {
+		return fmt.Errorf("sandbox %s: %w", sb.ID, sandbox.ErrNotReady)
+	}
+	mon, err := m.opts.Sandboxes.Monitor(ctx, sb)
+	if err != nil {
+		return err
+	}
+	pid, err := mon.Create(ctx, monitor.CreateRequest{
+		ID:        c.ID,
+		Bundle:    c.Bundle,
+		LogPath:   c.LogPath,
+		Stdin:     c.Config.Stdin,
+		StdinOnce: c.Config.StdinOnce,
+		Terminal:  c.Config.Tty,
+		Start:     true,
+	})
+	if err != nil {
+		now := time.Now()
+		c.State = StateExited
+		c.StartedAt = now
+		c.FinishedAt = now
+		c.ExitCode = 128
+		c.Reason = "StartError"
+		c.Message = err.Error()
+		_ = mon.Delete(context.WithoutCancel(ctx), c.ID)
+		if serr := m.save(c); serr != nil {
+			return serr
+		}
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	c.Pid = pid
+	c.State = StateRunning
+	c.StartedAt = time.Now()
+	return m.save(c)
+}
+
+// Stop stops a running container: its stop signal, then SIGKILL after
+// timeout (0 kills at once). Stopping a stopped or unknown container
+// succeeds.
+func (m *Manager) Stop(ctx context.Context, idOrPrefix string, timeout time.Duration) error {
+	c, err := m.load(idOrPrefix)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer m.lock(c.ID)()
+	return m.stop(ctx, c, timeout)
+}
+
+func (m *Manager) stop(ctx context.Context, c *Container, timeout time.Duration) error {
+	c, err := m.load(c.ID)
+	if err != nil {
+		return nil
+	}
+	m.refresh(c)
+	if c.State != StateRunning {
+		return m.save(c)
+	}
+	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return err
+	}
+	mon, err := m.opts.Sandboxes.Monitor(ctx, sb)
+	if err != nil {
+		return err
+	}
+	if timeout > 0 {
+		sig := parseSignal(c.StopSignal)
+		if err := mon.Kill(ctx, c.ID, sig, false); err != nil {
+			return fmt.Errorf("signal container: %w", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := mon.Wait(wctx, c.ID)
+		cancel()
+		if err == nil {
+			m.refresh(c)
+			return m.save(c)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if err := mon.Kill(ctx, c.ID, syscall.SIGKILL, true); err != nil {
+		return fmt.Errorf("kill container: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := mon.Wait(wctx, c.ID); err != nil {
+		return fmt.Errorf("wait for container exit: %w", err)
+	}
+	m.refresh(c)
+	return m.save(c)
+}
+
+// parseSignal reads "SIGTERM", "TERM" or "15"; anything else is SIGTERM.
+func parseSignal(s string) syscall.Signal {
+	if s == "" {
+		return syscall.SIGTERM
+	}
+	if n, err := strconv.Atoi(s); err == nil && n > 0 {
+		return syscall.Signal(n)
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig
+	}
+	return syscall.SIGTERM
+}
+
+// Remove stops the container if needed and deletes it. Removing an unknown
+// container succeeds.
+func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
+	c, err := m.load(idOrPrefix)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer m.lock(c.ID)()
+	if err := m.stop(ctx, c, 0); err != nil {
+		return err
+	}
+	if err := m.discard(ctx, c); err != nil {
+		return err
+	}
+	if sb, err := m.opts.Sandboxes.Get(c.SandboxID); err == nil {
+		m.unreserve(reservedName(&c.Config, sb), c.ID)
+	} else {
+		m.mu.Lock()
+		for k, v := range m.names {
+			if v == c.ID {
+				delete(m.names, k)
+			}
+		}
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	delete(m.locks, c.ID)
+	m.mu.Unlock()
+	return nil
+}
+
+// ExecSync runs cmd in a running container and returns its output and exit
+// code. A timeout kills the command and returns an error wrapping
+// context.DeadlineExceeded.
+func (m *Manager) ExecSync(ctx context.Context, idOrPrefix string, cmd []string, timeout time.Duration) (*ExecResult, error) {
+	if len(cmd) == 0 {
+		return nil, fmt.Errorf("cmd is empty: %w", ErrInvalid)
+	}
+	c, err := m.Get(idOrPrefix)
+	if err != nil {
+		return nil, err
+	}
+	if c.State != StateRunning {
+		return nil, fmt.Errorf("container %s is %s: %w", c.ID, c.State, ErrState)
+	}
+	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := oci.ReadBundle(c.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("read container spec: %w", err)
+	}
+	proc := *spec.Process
+	proc.Args = cmd
+	proc.Terminal = false
+	mon, err := m.opts.Sandboxes.Monitor(ctx, sb)
+	if err != nil {
+		return nil, err
+	}
+	res, err := mon.Exec(ctx, monitor.ExecRequest{ContainerID: c.ID, Process: proc, Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, monitor.ErrExecTimeout) {
+			return nil, fmt.Errorf("command %q timed out after %s: %w", strings.Join(cmd, " "), timeout, context.DeadlineExceeded)
+		}
+		return nil, err
+	}
+	return &ExecResult{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: int32(res.ExitCode)}, nil
+}
+
+// StopPod kills every container of a pod, then stops the pod itself.
+func (m *Manager) StopPod(ctx context.Context, sandboxID string) error {
+	sb, err := m.opts.Sandboxes.Get(sandboxID)
+	if errors.Is(err, sandbox.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cs, err := m.List(Filter{SandboxID: sb.ID})
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if err := m.Stop(ctx, c.ID, 0); err != nil {
+			return fmt.Errorf("stop container %s: %w", c.ID, err)
+		}
+	}
+	return m.opts.Sandboxes.Stop(ctx, sb.ID)
+}
+
+// RemovePod removes every container of a pod, then the pod.
+func (m *Manager) RemovePod(ctx context.Context, sandboxID string) error {
+	sb, err := m.opts.Sandboxes.Get(sandboxID)
+	if errors.Is(err, sandbox.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cs, err := m.List(Filter{SandboxID: sb.ID})
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if err := m.Remove(ctx, c.ID); err != nil {
+			return fmt.Errorf("remove container %s: %w", c.ID, err)
+		}
+	}
+	return m.opts.Sandboxes.Remove(ctx, sb.ID)
+}
+
+// ReopenLog makes the monitor reopen a running container's log file.
+func (m *Manager) ReopenLog(ctx context.Context, idOrPrefix string) error {
+	c, err := m.Get(idOrPrefix)
+	if err != nil {
+		return err
+	}
+	if c.State != StateRunning {
+		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, ErrState)
+	}
+	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return err
+	}
+	mon, err := m.opts.Sandboxes.Monitor(ctx, sb)
+	if err != nil {
+		return err
+	}
+	return mon.ReopenLog(ctx, c.ID)
+}

@@ -1,0 +1,155 @@
+// Package container runs a pod's app containers: the OCI spec built from
+// what the kubelet asks, the overlay rootfs, and create/start/stop/remove,
+// status and exec through the pod's monitor.
+package container
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pod-shim/pod-shim/pkg/sandbox"
+)
+
+// KeyValue is one environment variable.
+type KeyValue struct{ Key, Value string }
+
+// Propagation of a bind mount, valued as the CRI enum.
+type Propagation int
+
+// The propagation modes.
+const (
+	PropagationPrivate         Propagation = 0
+	PropagationHostToContainer Propagation = 1 // rslave
+	PropagationBidirectional   Propagation = 2 // rshared
+)
+
+// Mount is a host path bound into the container.
+type Mount struct {
+	ContainerPath     string
+	HostPath          string
+	Readonly          bool
+	RecursiveReadonly bool
+	SelinuxRelabel    bool
+	Propagation       Propagation
+}
+
+// Device is a host device made available in the container.
+type Device struct {
+	ContainerPath, HostPath, Permissions string
+}
+
+// Resources are the container's cgroup limits.
+type Resources struct {
+	CPUPeriod, CPUQuota, CPUShares int64
+	MemoryLimit                    int64
+	OOMScoreAdj                    int64
+	CpusetCPUs, CpusetMems         string
+	MemorySwapLimit                int64
+	HugepageLimits                 map[string]uint64
+	Unified                        map[string]string
+}
+
+// Capabilities adds and drops from the default set.
+type Capabilities struct {
+	Add, Drop, AddAmbient []string
+}
+
+// Security is the container's security context.
+type Security struct {
+	Privileged         bool
+	RunAsUser          *int64
+	RunAsGroup         *int64
+	RunAsUsername      string
+	SupplementalGroups []int64
+	ReadonlyRootfs     bool
+	NoNewPrivs         bool
+	Capabilities       *Capabilities
+	MaskedPaths        []string
+	ReadonlyPaths      []string
+	PIDMode            sandbox.NamespaceMode
+	IPCMode            sandbox.NamespaceMode
+	NetworkMode        sandbox.NamespaceMode
+	TargetID           string
+	Sysctls            map[string]string
+}
+
+// Config is what the kubelet asks a container to be.
+type Config struct {
+	Name    string
+	Attempt uint32
+	Image   string // as the kubelet named it (usually the image id)
+
+	Command    []string
+	Args       []string
+	WorkingDir string
+	Envs       []KeyValue
+	Mounts     []Mount
+	Devices    []Device
+
+	Labels      map[string]string
+	Annotations map[string]string
+	LogPath     string // relative to the sandbox's log directory
+
+	Stdin, StdinOnce, Tty bool
+	StopSignal            string
+
+	Resources *Resources
+	Security  Security
+}
+
+// State is a container's lifecycle state, as CRI reports it.
+type State string
+
+// The container states.
+const (
+	StateCreating State = "creating" // intent recorded, not yet created
+	StateCreated  State = "created"
+	StateRunning  State = "running"
+	StateExited   State = "exited"
+	StateUnknown  State = "unknown"
+)
+
+// Container is the durable record of one container.
+type Container struct {
+	ID        string
+	SandboxID string
+	Config    Config
+
+	ImageID  string // sha256:…
+	ImageRef string // what status reports as image_ref: the repo digest when known, else the id
+	LogPath  string // absolute; "" when the kubelet asked for none
+	Bundle   string
+	Rootfs   string
+
+	State      State
+	Pid        int
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   int32
+	Reason     string
+	Message    string
+	StopSignal string
+}
+
+// Errors callers map to gRPC codes.
+var (
+	ErrNotFound      = errors.New("container not found")
+	ErrAlreadyExists = errors.New("container name already in use")
+	ErrInvalid       = errors.New("invalid container config")
+	ErrState         = errors.New("container is not in the right state")
+)
+
+// Filter selects containers in List.
+type Filter struct {
+	ID        string
+	SandboxID string
+	State     *State
+	Labels    map[string]string
+}
+
+// ExecResult is the outcome of ExecSync.
+type ExecResult struct {
+	Stdout, Stderr []byte
+	ExitCode       int32
+}

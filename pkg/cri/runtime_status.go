@@ -1,0 +1,71 @@
+package cri
+
+import (
+	"context"
+	"os/exec"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Version reports the runtime's name and versions.
+func (s *Server) Version(ctx context.Context, r *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{
+		Version:           kubeAPIVersion,
+		RuntimeName:       RuntimeName,
+		RuntimeVersion:    RuntimeVersion,
+		RuntimeApiVersion: APIVersion,
+	}, nil
+}
+
+// Status reports whether the runtime and the pod network are ready; the
+// kubelet starts no pod until both are.
+func (s *Server) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	runtimeReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
+	if _, err := exec.LookPath(s.runtimeBinary()); err != nil {
+		runtimeReady.Status = false
+		runtimeReady.Reason = "RuntimeBinaryMissing"
+		runtimeReady.Message = err.Error()
+	}
+	ready, reason, msg := s.network.Status()
+	netReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: ready}
+	if !ready {
+		netReady.Reason = reason
+		netReady.Message = msg
+	}
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, netReady}},
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
+			Name:     "",
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false},
+		}},
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false},
+	}
+	if r.GetVerbose() {
+		resp.Info = map[string]string{"cgroupDriver": s.cgroup}
+	}
+	return resp, nil
+}
+
+func (s *Server) runtimeBinary() string {
+	if s.RuntimePath != "" {
+		return s.RuntimePath
+	}
+	return "runc"
+}
+
+// RuntimeConfig tells the kubelet which cgroup driver to use.
+func (s *Server) RuntimeConfig(ctx context.Context, r *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.cgroup == "systemd" {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}
+
+// UpdateRuntimeConfig accepts the pod CIDR the kubelet hands down.
+func (s *Server) UpdateRuntimeConfig(ctx context.Context, r *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	if cidr := r.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		s.log.Info("pod CIDR from the kubelet; the CNI config decides pod IPs", "cidr", cidr)
+	}
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+}

@@ -1,0 +1,141 @@
+// Package cri is pod-shim's gRPC edge: it translates CRI v1 requests into
+// calls on the domain packages and their results and errors back into CRI
+// messages and gRPC codes. No runtime logic lives here.
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/pkg/container"
+	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/sandbox"
+	"github.com/pod-shim/pod-shim/pkg/store"
+)
+
+// Version facts reported by the Version RPC.
+const (
+	RuntimeName    = "pod-shim"
+	RuntimeVersion = "0.1.0"
+	APIVersion     = "v1"
+	// kubeAPIVersion is the version of the CRI request/response messages;
+	// the kubelet only checks that it is "0.1.0".
+	kubeAPIVersion = "0.1.0"
+)
+
+// Options wire the server to the domain.
+type Options struct {
+	Sandboxes    *sandbox.Manager
+	Containers   *container.Manager
+	Images       *image.Store
+	Network      *network.Manager
+	CgroupDriver string
+	RuntimePath  string
+	Logger       *slog.Logger
+}
+
+// Server implements the CRI RuntimeService and ImageService.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	sandboxes  *sandbox.Manager
+	containers *container.Manager
+	images     *image.Store
+	network    *network.Manager
+	cgroup     string
+	// RuntimePath is the OCI runtime binary Status checks for.
+	RuntimePath string
+	log         *slog.Logger
+}
+
+// New returns a Server.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Server{
+		sandboxes: o.Sandboxes, containers: o.Containers, images: o.Images,
+		network: o.Network, cgroup: o.CgroupDriver, log: o.Logger, RuntimePath: o.RuntimePath,
+	}
+}
+
+// Register adds both CRI services to g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}
+
+// Interceptors returns the server options every pod-shim gRPC server uses:
+// panics become Internal errors instead of killing the daemon, and domain
+// errors become gRPC codes.
+func (s *Server) Interceptors() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+	}
+}
+
+func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
+		}
+	}()
+	resp, err = h(ctx, req)
+	if err != nil {
+		err = toStatus(err)
+		s.log.Debug("request failed", "method", info.FullMethod, "error", err)
+	}
+	return resp, err
+}
+
+func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in stream handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
+		}
+	}()
+	if err = h(srv, ss); err != nil {
+		err = toStatus(err)
+	}
+	return err
+}
+
+// toStatus maps domain errors to gRPC codes.
+func toStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Unknown
+	switch {
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, container.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, store.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, sandbox.ErrAlreadyExists), errors.Is(err, container.ErrAlreadyExists):
+		code = codes.AlreadyExists
+	case errors.Is(err, sandbox.ErrInvalid), errors.Is(err, container.ErrInvalid), errors.Is(err, image.ErrInvalidReference), errors.Is(err, store.ErrAmbiguous):
+		code = codes.InvalidArgument
+	case errors.Is(err, container.ErrState), errors.Is(err, sandbox.ErrNotReady):
+		code = codes.FailedPrecondition
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
+
+func invalid(format string, a ...any) error {
+	return status.Error(codes.InvalidArgument, fmt.Sprintf(format, a...))
+}

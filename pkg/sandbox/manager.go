@@ -1,0 +1,359 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/monitor"
+	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/store"
+)
+
+const bucket = "sandboxes"
+
+// Options wire a Manager to the rest of the daemon.
+type Options struct {
+	DB           *store.DB
+	Network      *network.Manager
+	Images       *image.Store
+	StateDir     string // e.g. /run/pod-shim
+	SandboxImage string
+	PauseBinary  string // built-in pause, used when SandboxImage is not in the store
+	Runtime      string // runc binary
+	RuntimeRoot  string
+	CgroupDriver string
+	Executable   string // re-exec target for monitors; "" = os.Executable()
+	Logger       *slog.Logger
+}
+
+// Manager owns every sandbox of the node.
+type Manager struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	names    map[string]string // reserved name → sandbox id
+	monitors map[string]*monitor.Client
+	locks    map[string]*sync.Mutex
+
+	pauseOnce   sync.Once
+	builtinRoot string
+	pauseErr    error
+}
+
+// New returns a Manager and rebuilds its name reservations from the store.
+func New(opts Options) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m := &Manager{
+		opts:     opts,
+		log:      opts.Logger,
+		names:    map[string]string{},
+		monitors: map[string]*monitor.Client{},
+		locks:    map[string]*sync.Mutex{},
+	}
+	all, err := store.List[Sandbox](opts.DB, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("load sandboxes: %w", err)
+	}
+	for _, sb := range all {
+		m.names[reservedName(sb.Config)] = sb.ID
+	}
+	return m, nil
+}
+
+// reservedName is the kubelet's identity of a sandbox: a second Run with the
+// same one while the first exists is a kubelet bug or a retry.
+func reservedName(c Config) string {
+	return fmt.Sprintf("%s_%s_%s_%d", c.Name, c.Namespace, c.UID, c.Attempt)
+}
+
+// lock serialises operations on one sandbox without blocking the others.
+func (m *Manager) lock(id string) func() {
+	m.mu.Lock()
+	l, ok := m.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		m.locks[id] = l
+	}
+	m.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Lock holds sandbox id's lock for callers (the container manager) that must
+// not race with Stop or Remove of the same pod.
+func (m *Manager) Lock(id string) func() { return m.lock(id) }
+
+// Get returns the sandbox with this id or unique id prefix.
+func (m *Manager) Get(idOrPrefix string) (*Sandbox, error) {
+	id, err := m.opts.DB.Resolve(bucket, idOrPrefix)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
+		}
+		return nil, err
+	}
+	var sb Sandbox
+	if err := m.opts.DB.Get(bucket, id, &sb); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
+		}
+		return nil, err
+	}
+	m.refreshState(&sb)
+	return &sb, nil
+}
+
+// refreshState reports a pod whose pause process has died as not ready, so
+// the kubelet recreates it. The check is a stat of the exit file the monitor
+// writes: no call to the monitor on this path.
+func (m *Manager) refreshState(sb *Sandbox) {
+	if sb.State != StateReady {
+		return
+	}
+	if _, err := monitor.ReadExit(sb.Dir, sb.ID); err == nil {
+		sb.State = StateNotReady
+	}
+}
+
+// List returns the sandboxes matching f, oldest first.
+func (m *Manager) List(f Filter) ([]*Sandbox, error) {
+	all, err := store.List[Sandbox](m.opts.DB, bucket)
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	if f.ID != "" {
+		if id, err = m.opts.DB.Resolve(bucket, f.ID); err != nil {
+			return nil, nil // an unknown id filter matches nothing
+		}
+	}
+	out := all[:0]
+	for _, sb := range all {
+		if sb.State == StateCreating {
+			continue
+		}
+		m.refreshState(sb)
+		if id != "" && sb.ID != id {
+			continue
+		}
+		if f.State != nil && sb.State != *f.State {
+			continue
+		}
+		if !matchLabels(sb.Config.Labels, f.Labels) {
+			continue
+		}
+		out = append(out, sb)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+func matchLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Monitor returns the client of the pod's monitor, reconnecting after a
+// daemon restart.
+func (m *Manager) Monitor(ctx context.Context, sb *Sandbox) (*monitor.Client, error) {
+	m.mu.Lock()
+	c := m.monitors[sb.ID]
+	m.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := monitor.Connect(ctx, sb.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("monitor of sandbox %s: %w", sb.ID, err)
+	}
+	m.mu.Lock()
+	if prev := m.monitors[sb.ID]; prev != nil {
+		m.mu.Unlock()
+		c.Close()
+		return prev, nil
+	}
+	m.monitors[sb.ID] = c
+	m.mu.Unlock()
+	return c, nil
+}
+
+func (m *Manager) dropMonitor(id string) {
+	m.mu.Lock()
+	c := m.monitors[id]
+	delete(m.monitors, id)
+	m.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+func (m *Manager) save(sb *Sandbox) error {
+	return m.opts.DB.Put(bucket, sb.ID, sb)
+}
+
+// Stop stops the pause container and detaches the pod from the network. The
+// caller has stopped the pod's containers. Stopping a stopped or unknown pod
+// succeeds, as the kubelet expects.
+func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
+	sb, err := m.Get(idOrPrefix)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer m.lock(sb.ID)()
+	return m.stop(ctx, sb)
+}
+
+func (m *Manager) stop(ctx context.Context, sb *Sandbox) error {
+	if err := m.stopPause(ctx, sb); err != nil {
+		return err
+	}
+	// Not ready from here on, even if the network part fails: the kubelet
+	// retries Stop, and Stop retries the DEL.
+	if sb.State != StateNotReady {
+		sb.State = StateNotReady
+		if err := m.save(sb); err != nil {
+			return err
+		}
+	}
+	if err := m.teardownNetwork(ctx, sb); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (m *Manager) stopPause(ctx context.Context, sb *Sandbox) error {
+	if _, err := monitor.ReadExit(sb.Dir, sb.ID); err == nil || sb.PausePID == 0 {
+		return nil
+	}
+	c, err := m.Monitor(ctx, sb)
+	if err != nil {
+		// No monitor means nothing of this pod can still be running under
+		// it; a dead monitor's pause is cleaned by runc delete at Remove.
+		m.log.Warn("stop sandbox without monitor", "sandbox", sb.ID, "error", err)
+		return nil
+	}
+	if err := c.Kill(ctx, sb.ID, syscall.SIGKILL, false); err != nil {
+		return fmt.Errorf("kill pause: %w", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.Wait(wctx, sb.ID); err != nil {
+		return fmt.Errorf("wait for pause: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) teardownNetwork(ctx context.Context, sb *Sandbox) error {
+	if sb.HostNetwork() || sb.NetworkTornDown {
+		return nil
+	}
+	if sb.Network != nil {
+		if err := m.opts.Network.Teardown(ctx, m.podNetwork(sb), sb.Network); err != nil {
+			return fmt.Errorf("detach pod network: %w", err)
+		}
+	}
+	if sb.NetNSPath != "" {
+		if err := network.RemoveNetNS(sb.NetNSPath); err != nil {
+			return fmt.Errorf("remove netns: %w", err)
+		}
+	}
+	sb.NetworkTornDown = true
+	return m.save(sb)
+}
+
+// Remove stops the pod if needed and deletes everything it owns. The caller
+// has removed the pod's containers. Removing an unknown pod succeeds.
+func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
+	sb, err := m.Get(idOrPrefix)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer m.lock(sb.ID)()
+	if err := m.stop(ctx, sb); err != nil {
+		return err
+	}
+	if err := m.release(ctx, sb); err != nil {
+		return err
+	}
+	if err := m.opts.DB.Delete(bucket, sb.ID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.names[reservedName(sb.Config)] == sb.ID {
+		delete(m.names, reservedName(sb.Config))
+	}
+	delete(m.locks, sb.ID)
+	m.mu.Unlock()
+	return nil
+}
+
+// release frees the host resources of a stopped pod: pause container,
+// monitor, mounts and the pod dir.
+func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
+	if c, err := m.Monitor(ctx, sb); err == nil {
+		if err := c.Delete(ctx, sb.ID); err != nil {
+			return fmt.Errorf("delete pause: %w", err)
+		}
+		if err := c.Shutdown(ctx); err != nil {
+			m.log.Warn("monitor shutdown", "sandbox", sb.ID, "error", err)
+		}
+	}
+	m.dropMonitor(sb.ID)
+	if sb.PauseImage != "" {
+		if err := m.opts.Images.RemoveRootfs(sb.ID, filepath.Join(sb.Dir, "pause", "rootfs")); err != nil {
+			return fmt.Errorf("remove pause rootfs: %w", err)
+		}
+	}
+	if err := unmount(sb.ShmPath()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(sb.Dir); err != nil {
+		return fmt.Errorf("remove pod dir: %w", err)
+	}
+	return nil
+}
+
+func unmount(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("unmount %s: %w", path, err)
+}
+
+func (m *Manager) podNetwork(sb *Sandbox) network.Pod {
+	return network.Pod{
+		ID:           sb.ID,
+		Name:         sb.Config.Name,
+		Namespace:    sb.Config.Namespace,
+		UID:          sb.Config.UID,
+		NetNS:        sb.NetNSPath,
+		PortMappings: sb.Config.PortMappings,
+		Annotations:  sb.Config.Annotations,
+		CgroupParent: sb.Config.CgroupParent,
+	}
+}

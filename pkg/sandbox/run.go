@@ -1,0 +1,406 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/monitor"
+	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/oci"
+	"github.com/pod-shim/pod-shim/pkg/store"
+)
+
+// Run creates a sandbox and returns it ready. On any failure everything it
+// made is undone before it returns, so no half-made pod is left behind.
+//
+// The hot path: pin the netns (a syscall, no process), then CNI ADD and
+// monitor start + pause start run side by side, since pause needs only the
+// netns path, not the IP.
+func (m *Manager) Run(ctx context.Context, cfg Config) (*Sandbox, error) {
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
+	name := reservedName(cfg)
+	sb := &Sandbox{
+		ID:        store.NewID(),
+		Config:    cfg,
+		CreatedAt: time.Now(),
+		State:     StateCreating,
+	}
+	sb.Dir = filepath.Join(m.opts.StateDir, "pods", sb.ID)
+	sb.CgroupPath = oci.CgroupsPath(m.opts.CgroupDriver, cfg.CgroupParent, sb.ID)
+
+	m.mu.Lock()
+	if other, ok := m.names[name]; ok {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("name %q is reserved by sandbox %s: %w", name, other, ErrAlreadyExists)
+	}
+	m.names[name] = sb.ID
+	m.mu.Unlock()
+	unlock := m.lock(sb.ID)
+	defer unlock()
+
+	// The intent record goes first, so a crash from here on leaves
+	// something recovery can see and undo.
+	if err := m.save(sb); err != nil {
+		m.unreserve(name, sb.ID)
+		return nil, fmt.Errorf("record sandbox: %w", err)
+	}
+	if err := m.create(ctx, sb); err != nil {
+		// Undo with a fresh context: the request's may be what expired.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if cerr := m.undo(cctx, sb); cerr != nil {
+			m.log.Error("undo failed sandbox", "sandbox", sb.ID, "error", cerr)
+		}
+		return nil, err
+	}
+	sb.State = StateReady
+	if err := m.save(sb); err != nil {
+		return nil, fmt.Errorf("record sandbox: %w", err)
+	}
+	m.log.Info("sandbox ready", "sandbox", sb.ID, "pod", cfg.Namespace+"/"+cfg.Name, "ip", sb.IP())
+	return sb, nil
+}
+
+func (m *Manager) unreserve(name, id string) {
+	m.mu.Lock()
+	if m.names[name] == id {
+		delete(m.names, name)
+	}
+	m.mu.Unlock()
+}
+
+// undo removes every trace of a sandbox whose Run failed or was interrupted.
+func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
+	var errs []error
+	if c, err := m.Monitor(ctx, sb); err == nil {
+		if err := c.Delete(ctx, sb.ID); err != nil {
+			errs = append(errs, err)
+		}
+		if err := c.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.dropMonitor(sb.ID)
+	if !sb.HostNetwork() {
+		if sb.Network != nil || sb.NetNSPath != "" {
+			// DEL even without a result: the plugin may have allocated
+			// before failing.
+			if err := m.opts.Network.Teardown(ctx, m.podNetwork(sb), sb.Network); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if sb.NetNSPath != "" {
+			if err := network.RemoveNetNS(sb.NetNSPath); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if sb.PauseImage != "" {
+		if err := m.opts.Images.RemoveRootfs(sb.ID, filepath.Join(sb.Dir, "pause", "rootfs")); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := unmount(sb.ShmPath()); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(sb.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := m.opts.DB.Delete(bucket, sb.ID); err != nil {
+			errs = append(errs, err)
+		}
+		m.unreserve(reservedName(sb.Config), sb.ID)
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) create(ctx context.Context, sb *Sandbox) error {
+	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
+		return fmt.Errorf("create pod dir: %w", err)
+	}
+	if !sb.HostNetwork() {
+		path, err := network.NewNetNS(filepath.Join(m.opts.StateDir, "netns"), sb.ID)
+		if err != nil {
+			return fmt.Errorf("create network namespace: %w", err)
+		}
+		sb.NetNSPath = path
+		// Record the path before CNI runs: recovery must find the netns.
+		if err := m.save(sb); err != nil {
+			return err
+		}
+	}
+
+	netDone := make(chan error, 1)
+	if sb.HostNetwork() {
+		netDone <- nil
+	} else {
+		go func() {
+			res, err := m.opts.Network.Setup(ctx, m.podNetwork(sb))
+			if err == nil {
+				sb.Network = res
+			}
+			netDone <- err
+		}()
+	}
+	pauseErr := m.startPause(ctx, sb)
+	netErr := <-netDone
+	if netErr != nil {
+		return fmt.Errorf("set up pod network: %w", netErr)
+	}
+	if pauseErr != nil {
+		return pauseErr
+	}
+	return m.writeHosts(sb)
+}
+
+func (m *Manager) startPause(ctx context.Context, sb *Sandbox) error {
+	if err := m.writePodFiles(sb); err != nil {
+		return err
+	}
+	rootfs, args, err := m.pauseRootfs(ctx, sb)
+	if err != nil {
+		return err
+	}
+	spec := m.pauseSpec(sb, rootfs, args)
+	bundle := filepath.Join(sb.Dir, "pause")
+	if err := oci.WriteBundle(bundle, spec); err != nil {
+		return fmt.Errorf("write pause bundle: %w", err)
+	}
+	c, err := monitor.Start(ctx, monitor.StartOptions{
+		SandboxID:   sb.ID,
+		Dir:         sb.Dir,
+		Runtime:     m.opts.Runtime,
+		RuntimeRoot: m.opts.RuntimeRoot,
+		Executable:  m.opts.Executable,
+		Logger:      m.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start pod monitor: %w", err)
+	}
+	m.mu.Lock()
+	m.monitors[sb.ID] = c
+	m.mu.Unlock()
+	pid, err := c.Create(ctx, monitor.CreateRequest{ID: sb.ID, Bundle: bundle, Start: true})
+	if err != nil {
+		return fmt.Errorf("start pause container: %w", err)
+	}
+	sb.PausePID = pid
+	return nil
+}
+
+// pauseRootfs is the sandbox image's read-only rootfs when the store has it,
+// else the built-in pause: nodes are often offline, and a pod must never
+// wait on a pull of pause.
+func (m *Manager) pauseRootfs(ctx context.Context, sb *Sandbox) (string, []string, error) {
+	if m.opts.SandboxImage != "" && m.opts.Images != nil {
+		img, err := m.opts.Images.Get(m.opts.SandboxImage)
+		if err == nil {
+			target := filepath.Join(sb.Dir, "pause", "rootfs")
+			root, err := m.opts.Images.PrepareRootfs(ctx, img.ID, sb.ID, target, true)
+			if err != nil {
+				return "", nil, fmt.Errorf("pause rootfs: %w", err)
+			}
+			sb.PauseImage = img.ID
+			args := append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
+			if len(args) == 0 {
+				args = []string{"/pause"}
+			}
+			return root, args, nil
+		}
+		if !errors.Is(err, image.ErrNotFound) {
+			return "", nil, err
+		}
+	}
+	root, err := m.builtinPause()
+	return root, []string{"/pause"}, err
+}
+
+// builtinPause prepares, once per daemon, a read-only rootfs holding only
+// the pause binary; every pod's pause runs from it with no mount at all.
+func (m *Manager) builtinPause() (string, error) {
+	m.pauseOnce.Do(func() {
+		src := m.opts.PauseBinary
+		if src == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				m.pauseErr = err
+				return
+			}
+			src = filepath.Join(filepath.Dir(exe), "pod-shim-pause")
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			m.pauseErr = fmt.Errorf("built-in pause binary (build it with hack/build.sh or set pause_binary): %w", err)
+			return
+		}
+		root := filepath.Join(m.opts.StateDir, "pause-rootfs")
+		for _, d := range []string{"proc", "dev", "sys", "etc"} {
+			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+				m.pauseErr = err
+				return
+			}
+		}
+		tmp := filepath.Join(root, ".pause.tmp")
+		if err := os.WriteFile(tmp, data, 0o755); err != nil {
+			m.pauseErr = err
+			return
+		}
+		if err := os.Rename(tmp, filepath.Join(root, "pause")); err != nil {
+			m.pauseErr = err
+			return
+		}
+		m.builtinRoot = root
+	})
+	return m.builtinRoot, m.pauseErr
+}
+
+func (m *Manager) pauseSpec(sb *Sandbox, rootfs string, args []string) *specs.Spec {
+	s := oci.DefaultSpec(sb.ID)
+	s.Root = &specs.Root{Path: rootfs, Readonly: true}
+	s.Process.Args = args
+	s.Process.Cwd = "/"
+	// pause needs no privileges at all.
+	s.Process.Capabilities = &specs.LinuxCapabilities{}
+	s.Process.NoNewPrivileges = true
+	s.Process.User = specs.User{UID: 65535, GID: 65535}
+	s.Hostname = sb.Config.Hostname
+	// The pause process needs no /dev/pts, /dev/mqueue or cgroupfs: fewer
+	// mounts make runc faster on every pod start.
+	s.Mounts = []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+	}
+	if sb.HostNetwork() {
+		oci.RemoveNamespace(s, specs.NetworkNamespace)
+		oci.RemoveNamespace(s, specs.UTSNamespace)
+		s.Hostname = ""
+	} else {
+		oci.SetNamespace(s, specs.NetworkNamespace, sb.NetNSPath)
+	}
+	if sb.Config.Namespaces.PID == ModeNode {
+		oci.RemoveNamespace(s, specs.PIDNamespace)
+	}
+	if sb.Config.Namespaces.IPC == ModeNode {
+		oci.RemoveNamespace(s, specs.IPCNamespace)
+	}
+	s.Linux.CgroupsPath = sb.CgroupPath
+	if len(sb.Config.Sysctls) > 0 {
+		s.Linux.Sysctl = sb.Config.Sysctls
+	}
+	return s
+}
+
+// writePodFiles writes the hostname, resolv.conf and a provisional hosts
+// file, and mounts the pod's /dev/shm.
+func (m *Manager) writePodFiles(sb *Sandbox) error {
+	hostname := sb.Config.Hostname
+	if sb.HostNetwork() || hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		if hostname == "" {
+			hostname = h
+		}
+	}
+	if err := os.WriteFile(sb.HostnamePath(), []byte(hostname+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write hostname: %w", err)
+	}
+	if err := os.WriteFile(sb.ResolvConfPath(), resolvConf(sb.Config.DNS), 0o644); err != nil {
+		return fmt.Errorf("write resolv.conf: %w", err)
+	}
+	if err := m.writeHosts(sb); err != nil {
+		return err
+	}
+	if sb.Config.Namespaces.IPC != ModeNode {
+		if err := os.MkdirAll(sb.ShmPath(), 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount("shm", sb.ShmPath(), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+			return fmt.Errorf("mount pod shm: %w", err)
+		}
+	}
+	return nil
+}
+
+func resolvConf(dns *DNS) []byte {
+	if dns == nil || (len(dns.Servers) == 0 && len(dns.Searches) == 0 && len(dns.Options) == 0) {
+		if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+			return data
+		}
+		return nil
+	}
+	var b strings.Builder
+	if len(dns.Searches) > 0 {
+		b.WriteString("search " + strings.Join(dns.Searches, " ") + "\n")
+	}
+	for _, s := range dns.Servers {
+		b.WriteString("nameserver " + s + "\n")
+	}
+	if len(dns.Options) > 0 {
+		b.WriteString("options " + strings.Join(dns.Options, " ") + "\n")
+	}
+	return []byte(b.String())
+}
+
+// writeHosts writes /etc/hosts for the pod: the host's for host-network
+// pods, else localhost entries plus the pod IP and hostname once known.
+func (m *Manager) writeHosts(sb *Sandbox) error {
+	var data []byte
+	if sb.HostNetwork() {
+		d, err := os.ReadFile("/etc/hosts")
+		if err != nil {
+			return fmt.Errorf("read host /etc/hosts: %w", err)
+		}
+		data = d
+	} else {
+		var b strings.Builder
+		b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+		if ip := sb.IP(); ip != "" && sb.Config.Hostname != "" {
+			names := sb.Config.Hostname
+			if short, _, ok := strings.Cut(names, "."); ok {
+				names += "\t" + short
+			}
+			b.WriteString(ip + "\t" + names + "\n")
+		}
+		data = []byte(b.String())
+	}
+	tmp := sb.HostsPath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write hosts: %w", err)
+	}
+	// Rename would replace the inode containers may have bind-mounted;
+	// the pod has no container yet at Run, so it is safe here.
+	return os.Rename(tmp, sb.HostsPath())
+}
+
+func validate(c Config) error {
+	if c.Name == "" {
+		return fmt.Errorf("metadata.name is empty: %w", ErrInvalid)
+	}
+	if c.Namespace == "" {
+		return fmt.Errorf("metadata.namespace is empty: %w", ErrInvalid)
+	}
+	if strings.ContainsAny(c.Name+c.Namespace+c.UID, "/\x00") {
+		return fmt.Errorf("metadata contains '/' or NUL: %w", ErrInvalid)
+	}
+	for k := range c.Sysctls {
+		if c.Namespaces.Network == ModeNode && strings.HasPrefix(k, "net.") {
+			return fmt.Errorf("sysctl %s is not allowed in a host-network pod: %w", k, ErrInvalid)
+		}
+	}
+	return nil
+}
