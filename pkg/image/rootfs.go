@@ -89,10 +89,16 @@ func (s *Store) PrepareRootfs(ctx context.Context, imageID, containerID, target 
 	if len(u.Layers) == 0 {
 		return "", fmt.Errorf("image %s has no layers", u.ImageID)
 	}
-	lower := make([]string, len(u.Layers))
-	for i, l := range u.Layers {
-		// overlayfs lists the top layer first.
-		lower[len(u.Layers)-1-i] = s.layerDir(strings.TrimPrefix(l, "sha256:"))
+	// overlayfs lists the top layer first and refuses a dir listed twice
+	// (ELOOP). A layer repeated higher up re-applies all its content, so
+	// keeping only its topmost occurrence gives the same view.
+	lower := make([]string, 0, len(u.Layers))
+	seen := map[string]bool{}
+	for i := len(u.Layers) - 1; i >= 0; i-- {
+		if l := u.Layers[i]; !seen[l] {
+			seen[l] = true
+			lower = append(lower, s.layerDir(strings.TrimPrefix(l, "sha256:")))
+		}
 	}
 	if readOnly && len(lower) == 1 {
 		ok = true
@@ -189,6 +195,11 @@ func (s *Store) RemoveRootfs(containerID, target string) error {
 	s.gcMu.Lock()
 	u := s.usage[containerID]
 	s.gcMu.Unlock()
+	if strings.HasPrefix(filepath.Clean(target)+"/", s.path("layers")+"/") {
+		// The read-only fast path returned a layer dir: never unmount or
+		// remove that, whatever the caller passes back.
+		target = ""
+	}
 	targets := []string{target}
 	if u != nil && u.Target != "" && u.Target != target {
 		targets = append(targets, u.Target)

@@ -927,3 +927,29 @@ func TestPrepareRootfsManyLayers(t *testing.T) {
 		})
 	}
 }
+
+func TestPrepareRootfsRepeatedLayer(t *testing.T) {
+	reg := startRegistry(t, nil)
+	s := newStore(t, nil)
+	a := layerOf(t, []tarEntry{{name: "f", typ: tar.TypeReg, data: "a"}})
+	b := layerOf(t, []tarEntry{{name: "f", typ: tar.TypeReg, data: "b"}, {name: "g", typ: tar.TypeReg, data: "b"}})
+	push(t, reg.host+"/aba:1", imageOf(t, v1.Config{}, a, b, a))
+	img, err := s.Pull(context.Background(), reg.host+"/aba:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ro := range []bool{false, true} {
+		id := fmt.Sprint("aba-", ro)
+		target := mountTarget(t)
+		root, err := s.PrepareRootfs(context.Background(), img.ID, id, target, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.RemoveRootfs(id, target) })
+		for p, want := range map[string]string{"f": "a", "g": "b"} {
+			if got, err := os.ReadFile(filepath.Join(root, p)); err != nil || string(got) != want {
+				t.Errorf("readOnly=%v: %s = %q, %v; want %q", ro, p, got, err, want)
+			}
+		}
+	}
+}
