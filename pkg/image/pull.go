@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // endpoint is one place a repository can be fetched from.
@@ -115,7 +116,23 @@ func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (*Image, error
 			break
 		}
 	}
-	return nil, fmt.Errorf("pull %s: %w", p.named, errors.Join(errs...))
+	err = errors.Join(errs...)
+	if notFound(errs) {
+		return nil, fmt.Errorf("pull %s: %w: %w", p.named, ErrNotFound, err)
+	}
+	return nil, fmt.Errorf("pull %s: %w", p.named, err)
+}
+
+// notFound reports whether the registry that was reached said the image is
+// not there, as opposed to not being reachable at all.
+func notFound(errs []error) bool {
+	for _, err := range errs {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) pullFrom(ctx context.Context, p *parsedRef, ep endpoint, auth *Auth) (*Image, error) {

@@ -610,11 +610,14 @@ func TestPullFailuresLeaveNothing(t *testing.T) {
 	reg := startRegistry(t, nil)
 	// Port 1 and 2 on loopback refuse connections: no traffic leaves the host.
 	s := newStore(t, map[string]RegistryHost{"127.0.0.1:2": {Mirrors: []string{"http://127.0.0.1:1"}}})
-	tests := []struct{ name, ref string }{
-		{"missing tag", reg.host + "/app:nope"},
-		{"missing repository", reg.host + "/nothing/here:1"},
-		{"unreachable registry", "127.0.0.1:1/app:1"},
-		{"unreachable mirror and upstream", "127.0.0.1:2/pause:3.10"},
+	tests := []struct {
+		name, ref string
+		notFound  bool
+	}{
+		{"missing tag", reg.host + "/app:nope", true},
+		{"missing repository", reg.host + "/nothing/here:1", true},
+		{"unreachable registry", "127.0.0.1:1/app:1", false},
+		{"unreachable mirror and upstream", "127.0.0.1:2/pause:3.10", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -627,6 +630,9 @@ func TestPullFailuresLeaveNothing(t *testing.T) {
 			}
 			if errors.Is(err, ErrInvalidReference) {
 				t.Fatalf("reported as invalid reference: %v", err)
+			}
+			if errors.Is(err, ErrNotFound) != tc.notFound {
+				t.Errorf("errors.Is(err, ErrNotFound) = %v, want %v: %v", !tc.notFound, tc.notFound, err)
 			}
 			t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
 		})
