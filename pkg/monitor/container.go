@@ -177,6 +177,9 @@ func (m *monitor) abortCreate(c *container) {
 	m.mu.Lock()
 	delete(m.containers, c.id)
 	m.mu.Unlock()
+	// Release any Wait that looked the container up while it was being
+	// created; with no exit recorded it reports the container as not found.
+	close(c.exited)
 }
 
 // drain waits for the copiers to reach EOF, then closes the log. A process
@@ -258,7 +261,10 @@ func (m *monitor) wait(ctx context.Context, id string) (*Exit, error) {
 	}
 	select {
 	case <-c.exited:
-		return c.exitRecord(), nil
+		if e := c.exitRecord(); e != nil {
+			return e, nil
+		}
+		return nil, fmt.Errorf("wait %s: create failed: %w", id, ErrNotFound)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -364,8 +364,9 @@ func lines(recs []logRecord, stream string) []string {
 	return out
 }
 
-// memory reads a process's RSS and PSS in KiB from smaps_rollup.
-func memory(t *testing.T, pid int) (rss, pss int) {
+// memory reads a process's RSS, PSS and anonymous (private, unshareable)
+// memory in KiB from smaps_rollup.
+func memory(t *testing.T, pid int) (rss, pss, anon int) {
 	t.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
@@ -382,7 +383,9 @@ func memory(t *testing.T, pid int) (rss, pss int) {
 			rss = n
 		case "Pss:":
 			pss = n
+		case "Anonymous:":
+			anon = n
 		}
 	}
-	return rss, pss
+	return rss, pss, anon
 }

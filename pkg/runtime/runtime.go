@@ -131,9 +131,9 @@ func (rt *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all 
 	return nil
 }
 
-// Delete runs `runc delete`; force kills a live container first. It wraps
-// ErrNotFound when the container is already gone, so callers that want
-// idempotence test for it.
+// Delete runs `runc delete`; force kills a live container first. Without
+// force a container that is already gone yields an error wrapping
+// ErrNotFound; with force runc treats it as success.
 func (rt *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
