@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The README's test command: go vet, the unit tests, then the end-to-end tests
+# that drive the built daemon with crictl (those need root, runc, the CNI
+# plugins, busybox-static and crictl; .ci/run installs them, and they skip with
+# the reason when something is missing). Installs nothing; builds only.
+#
+#   bash hack/test.sh                  # everything
+#   POD_SHIM_BENCH=1 bash hack/test.sh # also the pod-ready benchmark
+#   E2E_RUN=Restart bash hack/test.sh  # only e2e tests matching a -run pattern
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:$(go env GOPATH)/bin"
+
+failed=()
+step() {
+	local name=$1
+	shift
+	echo
+	echo "=== $name: $*"
+	if ! "$@"; then
+		failed+=("$name")
+	fi
+}
+
+step vet go vet ./...
+step unit go test -short -count=1 ./...
+step build bash hack/build.sh
+if [ "$(id -u)" != 0 ]; then
+	echo "warning: not root, the end-to-end tests will skip" >&2
+fi
+step e2e go test -count=1 -v -timeout 20m -run "${E2E_RUN:-.}" ./test/e2e/...
+if [ "${POD_SHIM_BENCH:-}" = 1 ]; then
+	step bench go test -count=1 -run '^$' -bench PodReady -benchtime 1x -timeout 20m ./test/e2e/
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "FAILED: ${failed[*]}"
+	exit 1
+fi
+echo "ALL PASSED"
