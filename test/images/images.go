@@ -216,3 +216,37 @@ func WriteArchive(file, tag string, img v1.Image) error {
 	}
 	return nil
 }
+
+// PauseTag is the tag Pause images get in archives, for runtimes (containerd)
+// that need a sandbox image and cannot pull one offline.
+const PauseTag = "localhost/pod-shim-test/pause:3.10"
+
+// Pause returns an image whose entrypoint is the static pause binary at
+// binary (pod-shim's bin/pod-shim-pause), installed as /pause.
+func Pause(binary string) (v1.Image, error) {
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		return nil, fmt.Errorf("read pause binary: %w", err)
+	}
+	layer, err := Layer([]File{{Name: "pause", Mode: 0o755, Data: b}})
+	if err != nil {
+		return nil, err
+	}
+	return Image([]v1.Layer{layer}, v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"})
+}
+
+// WriteArchives writes several images, keyed by tag, into one docker-save archive.
+func WriteArchives(file string, byTag map[string]v1.Image) error {
+	refs := map[name.Reference]v1.Image{}
+	for tag, img := range byTag {
+		ref, err := name.NewTag(tag)
+		if err != nil {
+			return fmt.Errorf("parse tag %q: %w", tag, err)
+		}
+		refs[ref] = img
+	}
+	if err := tarball.MultiRefWriteToFile(file, refs); err != nil {
+		return fmt.Errorf("write archive %s: %w", file, err)
+	}
+	return nil
+}

@@ -250,3 +250,38 @@ func TestWriteArchive(t *testing.T) {
 		t.Errorf("manifest.json = %+v, want one image tagged %s", m, ArchiveTag)
 	}
 }
+
+func TestPauseAndMultiArchive(t *testing.T) {
+	needBusybox(t)
+	bin := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(bin, []byte("\x7fELF fake"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pause, err := Pause(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := pause.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cf.Config.Entrypoint, " ") != "/pause" {
+		t.Errorf("pause entrypoint %q, want /pause", cf.Config.Entrypoint)
+	}
+	bb, _ := Busybox()
+	file := filepath.Join(t.TempDir(), "both.tar")
+	if err := WriteArchives(file, map[string]v1.Image{ArchiveTag: bb, PauseTag: pause}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(file) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for _, d := range m {
+		tags = append(tags, d.RepoTags...)
+	}
+	if got, want := strings.Join(tags, " "), ArchiveTag+" "+PauseTag; got != want {
+		t.Errorf("archive tags %q, want %q", got, want)
+	}
+}
