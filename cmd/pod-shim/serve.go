@@ -134,6 +134,10 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The kubelet's image GC must never remove the pause image.
+	if err := images.SetPinned(cfg.SandboxImage, true); err != nil && !errors.Is(err, image.ErrNotFound) {
+		log.Warn("pin sandbox image", "image", cfg.SandboxImage, "error", err)
+	}
 	net, err := network.New(network.Options{
 		ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs,
 		CacheDir: filepath.Join(cfg.Root, "cni"), Timeout: cfg.CNI.Timeout.Duration, Logger: log,
@@ -164,7 +168,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	srv := cri.New(cri.Options{
 		Sandboxes: sandboxes, Containers: containers, Images: images, Network: net,
-		CgroupDriver: cfg.CgroupDriver, RuntimePath: runtimeBin, Logger: log,
+		CgroupDriver: cfg.CgroupDriver, RuntimePath: runtimeBin, PullTimeout: cfg.ImagePullTimeout.Duration, Logger: log,
 	})
 	g := grpc.NewServer(srv.Interceptors()...)
 	srv.Register(g)

@@ -21,6 +21,11 @@ func (s *Server) PullImage(ctx context.Context, r *runtimeapi.PullImageRequest) 
 			ServerAddress: a.GetServerAddress(), IdentityToken: a.GetIdentityToken(), RegistryToken: a.GetRegistryToken(),
 		}
 	}
+	if s.pullTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.pullTimeout)
+		defer cancel()
+	}
 	img, err := s.images.Pull(ctx, ref, auth)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,7 @@ type Options struct {
 	Network      *network.Manager
 	CgroupDriver string
 	RuntimePath  string
+	PullTimeout  time.Duration // upper bound of one PullImage; 0 = the client's deadline only
 	Logger       *slog.Logger
 }
 
@@ -55,6 +57,7 @@ type Server struct {
 	cgroup     string
 	// RuntimePath is the OCI runtime binary Status checks for.
 	RuntimePath string
+	pullTimeout time.Duration
 	log         *slog.Logger
 }
 
@@ -65,7 +68,7 @@ func New(o Options) *Server {
 	}
 	return &Server{
 		sandboxes: o.Sandboxes, containers: o.Containers, images: o.Images,
-		network: o.Network, cgroup: o.CgroupDriver, log: o.Logger, RuntimePath: o.RuntimePath,
+		network: o.Network, cgroup: o.CgroupDriver, log: o.Logger, RuntimePath: o.RuntimePath, pullTimeout: o.PullTimeout,
 	}
 }
 
