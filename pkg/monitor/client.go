@@ -199,5 +199,10 @@ func ctxErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
+	// The connection's deadline is the context's: it can fire a moment
+	// before the context reports itself done.
+	if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
 	return err
 }

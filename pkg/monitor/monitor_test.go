@@ -92,6 +92,9 @@ func TestPauseRunDetachAndKill(t *testing.T) {
 	if st.Status != "running" || st.Pid != pid {
 		t.Fatalf("state = %+v, want running with pid %d", st, pid)
 	}
+	// pause is the pid namespace's init: until its handler is installed the
+	// kernel drops SIGTERM, so wait for it before stopping the container.
+	waitCaught(t, pid, syscall.SIGTERM)
 	if ppid := parentOf(t, pid); ppid != p.client.Pid() {
 		t.Fatalf("pause's parent is %d, want the monitor %d (subreaper)", ppid, p.client.Pid())
 	}
@@ -466,6 +469,29 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// waitCaught waits until pid has a handler for sig (SigCgt in its status).
+func waitCaught(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+				var m uint64
+				fmt.Sscanf(strings.TrimSpace(mask), "%x", &m)
+				if m&(1<<(uint(sig)-1)) != 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("process %d never installed a handler for %v", pid, sig)
 }
 
 func parentOf(t *testing.T, pid int) int {
