@@ -21,13 +21,14 @@ type container struct {
 	id string
 
 	// Set once Create succeeded; read-only afterwards.
-	pid     int
-	lw      *logWriter // nil when output is discarded
-	stdin   *os.File   // our end of the stdin pipe, kept for attach; nil without Stdin
-	outputs []*os.File // read ends of stdout/stderr, owned by the copiers
-	copiers sync.WaitGroup
-	oom     oomCounter
-	oomBase int64
+	pid       int
+	lw        *logWriter // nil when output is discarded
+	stdin     *os.File   // our end of the stdin pipe, kept for attach; nil without Stdin
+	stdinOnce bool       // attach closes stdin when its first client detaches
+	outputs   []*os.File // read ends of stdout/stderr, owned by the copiers
+	copiers   sync.WaitGroup
+	oom       oomCounter
+	oomBase   int64
 
 	mu      sync.Mutex
 	created bool          // false while Create is still running
@@ -51,7 +52,7 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 	if req.Bundle == "" {
 		return 0, errors.New("bundle is required")
 	}
-	c := &container{id: req.ID, exited: make(chan struct{}), oomBase: -1}
+	c := &container{id: req.ID, exited: make(chan struct{}), oomBase: -1, stdinOnce: req.StdinOnce}
 	m.mu.Lock()
 	if _, ok := m.containers[req.ID]; ok {
 		m.mu.Unlock()

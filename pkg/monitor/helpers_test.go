@@ -241,6 +241,12 @@ func alive(pid int) bool {
 // bundle writes a bundle for a container running args in the shared rootfs.
 func (p *testPod) bundle(id string, args ...string) string {
 	p.t.Helper()
+	return p.bundleWith(id, nil, args...)
+}
+
+// bundleWith is bundle with a hook to adjust the spec.
+func (p *testPod) bundleWith(id string, adjust func(*specs.Spec), args ...string) string {
+	p.t.Helper()
 	dir := filepath.Join(p.bundles, id[:12])
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		p.t.Fatal(err)
@@ -269,6 +275,9 @@ func (p *testPod) bundle(id string, args ...string) string {
 				{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace},
 			},
 		},
+	}
+	if adjust != nil {
+		adjust(&spec)
 	}
 	data, err := json.Marshal(spec)
 	if err != nil {

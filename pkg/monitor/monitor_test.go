@@ -325,6 +325,55 @@ func TestMonitorOutlivesItsClient(t *testing.T) {
 	}
 }
 
+func TestContainersOutliveAKilledMonitor(t *testing.T) {
+	p := newPod(t)
+	id := newID()
+	pid := p.run(id, "", true, "/pause")
+	monitorPid := p.client.Pid()
+	if err := syscall.Kill(monitorPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(monitorPid, 5*time.Second) {
+		t.Fatal("monitor survived SIGKILL")
+	}
+	if !alive(pid) {
+		t.Fatal("container died with its monitor")
+	}
+	if _, err := Connect(ctxT(t, 5*time.Second), p.dir); err == nil {
+		t.Fatal("Connect to a dead monitor must fail")
+	}
+	// What the daemon does then: clean up through the runtime alone.
+	if err := p.rt.Delete(ctxT(t, 10*time.Second), id, true); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(pid, 5*time.Second) {
+		t.Fatal("container still running after runc delete --force")
+	}
+}
+
+func TestOOMKilled(t *testing.T) {
+	p := newPod(t)
+	id := newID()
+	limit := int64(16 << 20)
+	bundle := p.bundleWith(id, func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit, Swap: &limit}}
+	}, "sh", "-c", "x=$(yes | head -c 100000000); echo survived")
+	ctx := ctxT(t, 60*time.Second)
+	if _, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true}); err != nil {
+		if strings.Contains(err.Error(), "swap") {
+			t.Skipf("no swap accounting on this host: %v", err)
+		}
+		t.Fatal(err)
+	}
+	exit, err := p.client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exit.ExitCode != 137 || !exit.OOMKilled {
+		t.Fatalf("exit = %+v, want 137 and OOMKilled", exit)
+	}
+}
+
 func TestShutdownLeavesNothing(t *testing.T) {
 	p := newPod(t)
 	ctx := ctxT(t, 30*time.Second)
