@@ -5,6 +5,8 @@ import (
 	"os/exec"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/pkg/network"
 )
 
 // Version reports the runtime's name and versions.
@@ -62,10 +64,22 @@ func (s *Server) RuntimeConfig(ctx context.Context, r *runtimeapi.RuntimeConfigR
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
 }
 
-// UpdateRuntimeConfig accepts the pod CIDR the kubelet hands down.
+// UpdateRuntimeConfig takes the node's pod CIDR from the kubelet. Network
+// configs that say "usePodCidr" where a subnet goes get it; for any other
+// config the CNI config alone decides pod IPs, and the log says so.
 func (s *Server) UpdateRuntimeConfig(ctx context.Context, r *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
-	if cidr := r.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
-		s.log.Info("pod CIDR from the kubelet; the CNI config decides pod IPs", "cidr", cidr)
+	cidr := r.GetRuntimeConfig().GetNetworkConfig().GetPodCidr()
+	if cidr == "" {
+		return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+	}
+	cidrs, err := network.ParsePodCIDRs(cidr)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if s.network.SetPodCIDR(cidrs) {
+		s.log.Info("pod CIDR handed to the CNI config", "cidr", cidr)
+	} else {
+		s.log.Info("pod CIDR not used: the CNI config does not ask for it (usePodCidr)", "cidr", cidr)
 	}
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }

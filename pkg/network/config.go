@@ -1,11 +1,14 @@
 package network
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +25,7 @@ type confSet struct {
 	networks map[string]*libcni.NetworkConfigList
 	def      *libcni.NetworkConfigList
 	defFile  string
+	rawDef   []byte // the default network's file content, before pod CIDR substitution
 	problem  string // why there is no default network, if there is none
 }
 
@@ -56,7 +60,7 @@ func confStamp(dir string) (string, error) {
 // are skipped (a conf being written or a stray file must not take the node
 // off the network while a valid one is there) but reported when nothing
 // valid is left.
-func loadConfDir(dir, stamp string) *confSet {
+func loadConfDir(dir, stamp string, podCIDRs []string) *confSet {
 	cs := &confSet{stamp: stamp, networks: map[string]*libcni.NetworkConfigList{}}
 	files, err := libcni.ConfFiles(dir, confExtensions)
 	if err != nil {
@@ -67,6 +71,17 @@ func loadConfDir(dir, stamp string) *confSet {
 	var bad []string
 	for _, f := range files {
 		list, err := loadConfFile(f)
+		var raw []byte
+		if err == nil {
+			raw = list.Bytes
+			list, err = withPodCIDR(list, podCIDRs)
+		}
+		if errors.Is(err, errNoPodCIDR) && cs.def == nil {
+			// The first network waits for the CIDR; falling through to
+			// the next file would put pods on a network nobody chose.
+			cs.problem = fmt.Sprintf("network config %s %v", filepath.Base(f), err)
+			return cs
+		}
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s: %v", filepath.Base(f), err))
 			continue
@@ -76,7 +91,7 @@ func loadConfDir(dir, stamp string) *confSet {
 		}
 		cs.networks[list.Name] = list
 		if cs.def == nil {
-			cs.def, cs.defFile = list, f
+			cs.def, cs.defFile, cs.rawDef = list, f, raw
 		}
 	}
 	if cs.def == nil {
@@ -100,6 +115,65 @@ func loadConfFile(file string) (*libcni.NetworkConfigList, error) {
 		return nil, errors.New("no network name")
 	}
 	return libcni.ConfListFromConf(conf)
+}
+
+// The placeholders a network config may put where a subnet goes (the
+// convention Calico's host-local configs use) to get the node's pod CIDR
+// from UpdateRuntimeConfig: the IPv4 range for usePodCidr, the IPv6 one
+// for usePodCidrIPv6.
+const (
+	podCIDRPlaceholder   = `"usePodCidr"`
+	podCIDRv6Placeholder = `"usePodCidrIPv6"`
+)
+
+// errNoPodCIDR marks a config that waits for UpdateRuntimeConfig.
+var errNoPodCIDR = errors.New("uses the pod CIDR, which the kubelet has not sent yet (UpdateRuntimeConfig)")
+
+// withPodCIDR substitutes the node's pod CIDRs into a config that asks for
+// them; any other config is returned as is.
+func withPodCIDR(list *libcni.NetworkConfigList, cidrs []string) (*libcni.NetworkConfigList, error) {
+	b := list.Bytes
+	if !bytes.Contains(b, []byte(podCIDRPlaceholder)) && !bytes.Contains(b, []byte(podCIDRv6Placeholder)) {
+		return list, nil
+	}
+	var v4, v6 string
+	for _, c := range cidrs {
+		ip, _, err := net.ParseCIDR(c)
+		switch {
+		case err != nil:
+		case ip.To4() != nil && v4 == "":
+			v4 = c
+		case ip.To4() == nil && v6 == "":
+			v6 = c
+		}
+	}
+	for _, r := range []struct{ placeholder, cidr string }{{podCIDRPlaceholder, v4}, {podCIDRv6Placeholder, v6}} {
+		if !bytes.Contains(b, []byte(r.placeholder)) {
+			continue
+		}
+		if r.cidr == "" {
+			return nil, errNoPodCIDR
+		}
+		b = bytes.ReplaceAll(b, []byte(r.placeholder), []byte(strconv.Quote(r.cidr)))
+	}
+	return libcni.ConfListFromBytes(b)
+}
+
+// ParsePodCIDRs splits the kubelet's pod CIDR field ("10.1.0.0/24" or a
+// comma-separated dual-stack pair) and checks each part.
+func ParsePodCIDRs(s string) ([]string, error) {
+	var out []string
+	for _, c := range strings.Split(s, ",") {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			return nil, fmt.Errorf("pod CIDR %q: %w", c, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // confRecheck bounds how often the conf dir is looked at: Status and every

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +73,7 @@ type Manager struct {
 	confMu    sync.Mutex
 	conf      *confSet
 	checkedAt time.Time
+	podCIDRs  []string // from UpdateRuntimeConfig, for configs that ask for it
 
 	pods podLocks
 }
@@ -125,16 +128,35 @@ func (m *Manager) config() *confSet {
 		m.conf = &confSet{problem: err.Error(), networks: map[string]*libcni.NetworkConfigList{}}
 		return m.conf
 	}
+	// The pod CIDR is part of what a config means, so a new one reloads.
+	stamp += "cidr:" + strings.Join(m.podCIDRs, ",")
 	if m.conf != nil && m.conf.stamp == stamp {
 		return m.conf
 	}
-	m.conf = loadConfDir(m.opts.ConfDir, stamp)
+	m.conf = loadConfDir(m.opts.ConfDir, stamp, m.podCIDRs)
 	if m.conf.def != nil {
 		m.log.Info("loaded network config", "network", m.conf.def.Name, "file", m.conf.defFile)
 	} else {
 		m.log.Warn("no usable network config", "reason", m.conf.problem)
 	}
 	return m.conf
+}
+
+// SetPodCIDR records the node's pod CIDRs (the kubelet's UpdateRuntimeConfig)
+// for network configs that name the usePodCidr placeholder. It reports
+// whether the default network uses them, so the caller can say when the
+// CIDR changes nothing; the CNI config decides pod IPs either way.
+func (m *Manager) SetPodCIDR(cidrs []string) (used bool) {
+	m.confMu.Lock()
+	m.podCIDRs = slices.Clone(cidrs)
+	m.conf = nil // reload now: the CIDR may make a waiting config usable
+	m.confMu.Unlock()
+	cs := m.config()
+	if cs.def == nil {
+		return false
+	}
+	b := cs.rawDef
+	return bytes.Contains(b, []byte(podCIDRPlaceholder)) || bytes.Contains(b, []byte(podCIDRv6Placeholder))
 }
 
 // Status reports whether pods can be networked. reason is the CRI

@@ -119,3 +119,42 @@ func TestNewOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestPodCIDR(t *testing.T) {
+	confDir := t.TempDir()
+	binDir := t.TempDir()
+	writeFile(t, filepath.Join(binDir, "fakebr"), "#!/bin/sh\nexit 0\n", 0o755)
+	m, err := New(Options{ConfDir: confDir, BinDirs: []string{binDir}, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A config without the placeholder: the CIDR changes nothing.
+	writeFile(t, filepath.Join(confDir, "20-plain.conflist"),
+		`{"cniVersion":"1.0.0","name":"plain","plugins":[{"type":"fakebr","ipam":{"subnet":"10.9.0.0/24"}}]}`, 0o644)
+	waitStatus(t, m, true, "", "plain")
+	if m.SetPodCIDR([]string{"10.1.0.0/24"}) {
+		t.Error("SetPodCIDR says a config without usePodCidr uses it")
+	}
+	m.SetPodCIDR(nil)
+
+	// A lexically first config that asks for it waits for it, rather than
+	// letting pods fall through to the next network.
+	writeFile(t, filepath.Join(confDir, "10-cidr.conflist"),
+		`{"cniVersion":"1.0.0","name":"cidr","plugins":[{"type":"fakebr","ipam":{"ranges":[[{"subnet":"usePodCidr"}],[{"subnet":"usePodCidrIPv6"}]]}}]}`, 0o644)
+	waitStatus(t, m, false, "has not sent yet", "")
+	cidrs, err := ParsePodCIDRs("10.1.0.0/24, fd00:1::/64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.SetPodCIDR(cidrs) {
+		t.Error("SetPodCIDR says the usePodCidr config does not use it")
+	}
+	waitStatus(t, m, true, "", "cidr")
+	got := string(m.config().def.Plugins[0].Bytes)
+	if !strings.Contains(got, `"10.1.0.0/24"`) || !strings.Contains(got, `"fd00:1::/64"`) || strings.Contains(got, "usePodCidr") {
+		t.Errorf("plugin config after SetPodCIDR = %s", got)
+	}
+	if _, err := ParsePodCIDRs("10.1.0.0/33"); err == nil {
+		t.Error("ParsePodCIDRs accepted 10.1.0.0/33")
+	}
+}
