@@ -93,6 +93,9 @@ func buildRootfs(dir string) (string, error) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test with real runc: skipped with -short")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs real runc containers")
 	}

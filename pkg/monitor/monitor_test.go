@@ -325,6 +325,30 @@ func TestMonitorOutlivesItsClient(t *testing.T) {
 	}
 }
 
+func TestStdinPipeStaysOpen(t *testing.T) {
+	p := newPod(t)
+	ctx := ctxT(t, 30*time.Second)
+	open, closed := newID(), newID()
+	logPath := filepath.Join(t.TempDir(), "c.log")
+	// cat ends at stdin's EOF: with Stdin the monitor holds the pipe open
+	// for a later attach; without it, stdin is /dev/null.
+	if _, err := p.client.Create(ctx, CreateRequest{ID: open, Bundle: p.bundle(open, "sh", "-c", "cat; echo eof"), LogPath: logPath, Stdin: true, StdinOnce: true, Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	p.run(closed, "", true, "cat")
+	if exit, err := p.client.Wait(ctx, closed); err != nil || exit.ExitCode != 0 {
+		t.Fatalf("cat on /dev/null: %+v, %v", exit, err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := p.client.Wait(short, open); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cat with a stdin pipe should still run: %v", err)
+	}
+	if err := p.client.Delete(ctx, open); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestContainersOutliveAKilledMonitor(t *testing.T) {
 	p := newPod(t)
 	id := newID()

@@ -189,6 +189,9 @@ var (
 // runc root in a temp dir; cleanup deletes whatever is left in that root.
 func setup(t testing.TB) (*Runtime, string, string) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test with real runc: skipped with -short")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs real runc containers")
 	}
