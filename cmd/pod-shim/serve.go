@@ -24,7 +24,9 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/cri"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/runtime"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
+	"github.com/pod-shim/pod-shim/pkg/stats"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
 
@@ -160,15 +162,20 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}
 	containers, err := container.New(container.Options{
 		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
-		CgroupDriver: cfg.CgroupDriver, Logger: log,
+		CgroupDriver: cfg.CgroupDriver, Runtime: runtime.New(runtimeBin, runtimeRoot), Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 
+	cgroups, err := stats.Detect("/sys/fs/cgroup")
+	if err != nil {
+		return fmt.Errorf("cgroups for stats: %w", err)
+	}
 	srv := cri.New(cri.Options{
 		Sandboxes: sandboxes, Containers: containers, Images: images, Network: net,
 		CgroupDriver: cfg.CgroupDriver, RuntimePath: runtimeBin, PullTimeout: cfg.ImagePullTimeout.Duration, Logger: log,
+		Stats: stats.NewCollector(cgroups), LayerRoot: filepath.Join(cfg.Root, "image", "containers"),
 	})
 	g := grpc.NewServer(srv.Interceptors()...)
 	srv.Register(g)

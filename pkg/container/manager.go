@@ -16,9 +16,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/oci"
+	"github.com/pod-shim/pod-shim/pkg/runtime"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
@@ -32,7 +34,10 @@ type Options struct {
 	Images       *image.Store
 	StateDir     string
 	CgroupDriver string
-	Logger       *slog.Logger
+	// Runtime is used only at recovery, to learn what runc knows of a
+	// container whose start the previous daemon did not finish recording.
+	Runtime *runtime.Runtime
+	Logger  *slog.Logger
 }
 
 // Manager owns every app container of the node.
@@ -67,6 +72,9 @@ func New(opts Options) (*Manager, error) {
 				m.log.Error("undo container", "container", c.ID, "error", err)
 			}
 			continue
+		}
+		if err := m.recover(c); err != nil {
+			m.log.Error("recover container", "container", c.ID, "error", err)
 		}
 		if sb, err := opts.Sandboxes.Get(c.SandboxID); err == nil {
 			m.names[reservedName(&c.Config, sb)] = c.ID
@@ -186,7 +194,7 @@ func (m *Manager) List(f Filter) ([]*Container, error) {
 			continue
 		}
 		m.refresh(c)
-		if f.State != nil && c.State != *f.State {
+		if f.State != nil && c.State != *f.State && !(c.State == StateStarting && *f.State == StateCreated) {
 			continue
 		}
 		if !matchLabels(c.Config.Labels, f.Labels) {
@@ -271,6 +279,7 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 		m.unreserve(name, c.ID)
 		return nil, err
 	}
+	failpoint.Hit("container-create-after-intent")
 	if err := m.prepare(ctx, c, sb, img); err != nil {
 		if derr := m.discard(context.WithoutCancel(ctx), c); derr != nil {
 			m.log.Error("undo failed container", "container", c.ID, "error", derr)
@@ -278,6 +287,7 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 		m.unreserve(name, c.ID)
 		return nil, err
 	}
+	failpoint.Hit("container-create-before-done")
 	c.State = StateCreated
 	if err := m.save(c); err != nil {
 		return nil, err
@@ -376,6 +386,14 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 	if err != nil {
 		return err
 	}
+	// Intent first: a crash while runc runs leaves a record that recovery
+	// resolves by asking runc, instead of a running container recorded as
+	// merely created.
+	c.State = StateStarting
+	if err := m.save(c); err != nil {
+		return err
+	}
+	failpoint.Hit("container-start-before-run")
 	pid, err := mon.Create(ctx, monitor.CreateRequest{
 		ID:        c.ID,
 		Bundle:    c.Bundle,
@@ -399,6 +417,7 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 		}
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
+	failpoint.Hit("container-start-after-run")
 	c.Pid = pid
 	c.State = StateRunning
 	c.StartedAt = time.Now()
@@ -616,4 +635,47 @@ func (m *Manager) ReopenLog(ctx context.Context, idOrPrefix string) error {
 		return err
 	}
 	return mon.ReopenLog(ctx, c.ID)
+}
+
+// recover settles, at daemon start, a record the previous daemon left
+// mid-operation or that the host's restart made stale.
+//
+// Assumptions: the exit files and runc's state live in the state dir
+// (tmpfs); if the pod's dir is gone the host restarted and nothing of the
+// pod runs any more. A container caught in StateStarting ran if and only if
+// runc knows it.
+func (m *Manager) recover(c *Container) error {
+	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return nil // an orphan; RemovePodSandbox of its pod is gone too
+	}
+	if _, err := os.Stat(sb.Dir); os.IsNotExist(err) && (c.State == StateRunning || c.State == StateStarting) {
+		c.State = StateExited
+		c.ExitCode = 255
+		c.FinishedAt = time.Now()
+		c.Reason = "Unknown"
+		c.Message = "the host restarted while the container was running"
+		return m.save(c)
+	}
+	if c.State != StateStarting {
+		return nil
+	}
+	if m.opts.Runtime == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := m.opts.Runtime.State(ctx, c.ID)
+	switch {
+	case errors.Is(err, runtime.ErrNotFound):
+		c.State = StateCreated
+	case err != nil:
+		return err
+	default:
+		c.State = StateRunning
+		c.Pid = st.Pid
+		c.StartedAt = st.Created
+		m.refresh(c)
+	}
+	return m.save(c)
 }

@@ -104,6 +104,7 @@ type State string
 const (
 	StateCreating State = "creating" // intent recorded, not yet created
 	StateCreated  State = "created"
+	StateStarting State = "starting" // intent recorded before runc runs it; CRI sees created
 	StateRunning  State = "running"
 	StateExited   State = "exited"
 	StateUnknown  State = "unknown"

@@ -66,7 +66,7 @@ func unixNano(t time.Time) int64 {
 
 func containerState(s container.State) runtimeapi.ContainerState {
 	switch s {
-	case container.StateCreated:
+	case container.StateCreated, container.StateStarting:
 		return runtimeapi.ContainerState_CONTAINER_CREATED
 	case container.StateRunning:
 		return runtimeapi.ContainerState_CONTAINER_RUNNING
