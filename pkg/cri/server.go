@@ -20,6 +20,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
+	"github.com/pod-shim/pod-shim/pkg/stats"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
 
@@ -43,6 +44,11 @@ type Options struct {
 	RuntimePath  string
 	PullTimeout  time.Duration // upper bound of one PullImage; 0 = the client's deadline only
 	Logger       *slog.Logger
+
+	// Stats samples cgroups for the stats RPCs; LayerRoot is the dir
+	// holding each container's writable layer as <id>/upper.
+	Stats     *stats.Collector
+	LayerRoot string
 }
 
 // Server implements the CRI RuntimeService and ImageService.
@@ -59,6 +65,10 @@ type Server struct {
 	RuntimePath string
 	pullTimeout time.Duration
 	log         *slog.Logger
+
+	// Node services of issue 5 (stats, streaming, events, metrics); set
+	// up by initNodeServices, each nil when not configured.
+	stats *statsSource
 }
 
 // New returns a Server.
@@ -66,10 +76,12 @@ func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{
+	s := &Server{
 		sandboxes: o.Sandboxes, containers: o.Containers, images: o.Images,
 		network: o.Network, cgroup: o.CgroupDriver, log: o.Logger, RuntimePath: o.RuntimePath, pullTimeout: o.PullTimeout,
 	}
+	s.initNodeServices(o)
+	return s
 }
 
 // Register adds both CRI services to g.
