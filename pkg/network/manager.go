@@ -202,6 +202,11 @@ func (m *Manager) Setup(ctx context.Context, pod Pod) (*Result, error) {
 	start := time.Now()
 	addCtx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	res, err := m.cni.AddNetworkList(addCtx, list, rt)
+	if err != nil && addCtx.Err() != nil {
+		// libcni reports only "signal: killed"; say why, and let callers
+		// map it to DeadlineExceeded or Canceled.
+		err = fmt.Errorf("%w (cni timeout %v): %w", context.Cause(addCtx), m.opts.Timeout, err)
+	}
 	cancel()
 	if err != nil {
 		// The caller's ctx may be what failed, so DEL gets its own.
@@ -270,6 +275,9 @@ func (m *Manager) Teardown(ctx context.Context, pod Pod, prev *Result) error {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	defer cancel()
 	if err := m.del(ctx, list, rt); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (cni timeout %v): %w", context.Cause(ctx), m.opts.Timeout, err)
+		}
 		return fmt.Errorf("cni del from network %q: %w", list.Name, err)
 	}
 	m.log.Info("pod network torn down", "sandbox", pod.ID, "network", list.Name, "netns", netns, "duration", time.Since(start))

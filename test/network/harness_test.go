@@ -763,3 +763,5 @@ func eventually(t testing.TB, what string, bound time.Duration, f func() error) 
 }
 
 var errNotYet = errors.New("not yet")
+
+func parseIP(s string) net.IP { return net.ParseIP(s) }

@@ -1,0 +1,209 @@
+package network
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// networkReady reads NetworkReady from Status.
+func (e *env) networkReady() (bool, string) {
+	r, err := e.rs.Status(ctx(e.t), &cri.StatusRequest{})
+	if err != nil {
+		e.t.Fatalf("Status: %v", err)
+	}
+	for _, c := range r.Status.Conditions {
+		if c.Type == cri.NetworkReady {
+			return c.Status, c.Reason + ": " + c.Message
+		}
+	}
+	e.t.Fatal("Status has no NetworkReady condition")
+	return false, ""
+}
+
+// TestConfDropIn: a CNI config dropped into the conf dir while the daemon
+// runs makes NetworkReady true within 5 s, and a pod then gets an IP.
+func TestConfDropIn(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	e.start()
+	if ok, why := e.networkReady(); ok {
+		t.Fatalf("NetworkReady is true with an empty conf dir")
+	} else if !strings.Contains(why, "NetworkPluginNotReady") {
+		t.Errorf("NetworkReady false with reason %q, want NetworkPluginNotReady", why)
+	}
+	if _, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("early")}); err == nil {
+		t.Error("RunPodSandbox succeeded with no network config")
+	}
+
+	e.writeNetConf(e.bridgePlugin())
+	// 5 s is the acceptance bound: the daemon looks at the dir every 0.5 s.
+	eventually(t, "NetworkReady after the config appeared", 5*time.Second, func() error {
+		if ok, why := e.networkReady(); !ok {
+			return errorString(why)
+		}
+		return nil
+	})
+	id := e.runPod(e.podConfig("late"))
+	ip := e.podStatus(id).Status.GetNetwork().GetIp()
+	if !e.subnet.Contains(parseIP(ip)) {
+		t.Errorf("pod IP %q not in %s", ip, e.subnet)
+	}
+	if err := e.removePod(id); err != nil {
+		t.Fatal(err)
+	}
+	e.noLeftovers()
+}
+
+// Fake plugins chained after the real bridge (which allocates the IP and the
+// veth). Each reads its config from stdin; stateDir in it is where it counts.
+const (
+	versionCase = `VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0"]}'; exit 0;;`
+
+	// failAdd fails ADD after the bridge allocated; DEL succeeds.
+	failAddPlugin = `#!/bin/sh
+cat >/dev/null
+case "$CNI_COMMAND" in
+` + versionCase + `
+ADD) echo '{"cniVersion":"1.0.0","code":11,"msg":"fake: ADD fails after allocation"}'; exit 1;;
+esac
+exit 0
+`
+	// hangAdd never answers ADD (exec: the killed process is the one
+	// holding the pipes); DEL succeeds.
+	hangAddPlugin = `#!/bin/sh
+cat >/dev/null
+case "$CNI_COMMAND" in
+` + versionCase + `
+ADD) exec sleep 3600;;
+esac
+exit 0
+`
+	// failDelTwice passes ADD through and fails the first two DELs.
+	failDelTwicePlugin = `#!/bin/sh
+conf=$(cat)
+dir=$(printf '%s' "$conf" | jq -r .stateDir)
+case "$CNI_COMMAND" in
+` + versionCase + `
+ADD) printf '%s' "$conf" | jq -c '.prevResult + {cniVersion: .cniVersion}'; exit 0;;
+DEL)
+	n=$(cat "$dir/dels" 2>/dev/null || echo 0); n=$((n+1)); echo $n >"$dir/dels"
+	if [ $n -le 2 ]; then echo '{"cniVersion":"1.0.0","code":11,"msg":"fake: DEL fails"}'; exit 1; fi
+	exit 0;;
+esac
+exit 0
+`
+)
+
+// TestFailingADD: ADD fails after the bridge allocated → RunPodSandbox
+// errors and nothing is left (IP file, netns, veth).
+func TestFailingADD(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	e.fakePlugin("failadd", failAddPlugin)
+	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "failadd"})
+	e.start()
+	_, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("failadd")})
+	if err == nil {
+		t.Fatal("RunPodSandbox succeeded although ADD failed")
+	}
+	if !strings.Contains(err.Error(), "ADD fails after allocation") {
+		t.Errorf("RunPodSandbox error %v does not carry the plugin's message", err)
+	}
+	e.noPods()
+	e.noLeftovers()
+}
+
+// TestHangingADD: ADD never returns → RunPodSandbox fails at the configured
+// [cni] timeout (far below the 2-minute default), and cleans up.
+func TestHangingADD(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	e.setConfig("[cni]\ntimeout = \"3s\"\n")
+	e.fakePlugin("hangadd", hangAddPlugin)
+	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "hangadd"})
+	e.start()
+	start := time.Now()
+	_, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("hang")})
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("RunPodSandbox succeeded although ADD hung")
+	}
+	// Not a speed check: only that the configured bound, not the 2-minute
+	// default nor the client's, ended the call.
+	if took >= 2*time.Minute || status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("RunPodSandbox failed after %v with %v; want DeadlineExceeded from the 3s CNI timeout", took, err)
+	}
+	t.Logf("RunPodSandbox with a hanging ADD failed after %v: %v", took, err)
+	e.noPods()
+	e.noLeftovers()
+}
+
+// TestFailingDEL: DEL fails twice → StopPodSandbox and RemovePodSandbox
+// report it and the pod stays NOTREADY and listed; a later call finishes.
+func TestFailingDEL(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	stateDir := filepath.Join(e.base, "faildel")
+	os.MkdirAll(stateDir, 0o755)
+	e.fakePlugin("faildel", failDelTwicePlugin)
+	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "faildel", "stateDir": stateDir})
+	e.start()
+	id := e.runPod(e.podConfig("faildel"))
+	ip := e.podStatus(id).Status.GetNetwork().GetIp()
+	if ip == "" {
+		t.Fatal("pod has no IP")
+	}
+
+	if err := e.stopPod(id); err == nil {
+		t.Fatal("StopPodSandbox succeeded although CNI DEL failed")
+	} else if !strings.Contains(err.Error(), "DEL fails") {
+		t.Errorf("StopPodSandbox error %v does not carry the plugin's message", err)
+	}
+	if st := e.podStatus(id).Status.State; st != cri.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("after a failed stop the pod is %v, want NOTREADY", st)
+	}
+	if a := e.ipamAllocations(); len(a) != 1 {
+		t.Errorf("host-local allocations after a failed DEL: %v, want the pod's", a)
+	}
+	if err := e.removePod(id); err == nil {
+		t.Fatal("RemovePodSandbox succeeded although CNI DEL failed")
+	}
+	if _, err := e.rs.PodSandboxStatus(ctx(t), &cri.PodSandboxStatusRequest{PodSandboxId: id}); err != nil {
+		t.Fatalf("pod forgotten after a failed RemovePodSandbox: %v", err)
+	}
+	// Third DEL succeeds: Remove finishes the job.
+	if err := e.removePod(id); err != nil {
+		t.Fatalf("RemovePodSandbox after DEL recovered: %v", err)
+	}
+	if _, err := e.rs.PodSandboxStatus(ctx(t), &cri.PodSandboxStatusRequest{PodSandboxId: id}); status.Code(err) != codes.NotFound {
+		t.Errorf("PodSandboxStatus after removal: %v, want NotFound", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(stateDir, "dels")); strings.TrimSpace(string(b)) != "3" {
+		t.Errorf("fake plugin saw %q DELs, want 3", b)
+	}
+	e.noPods()
+	e.noLeftovers()
+}
+
+// noPods fails if the daemon still lists a pod.
+func (e *env) noPods() {
+	e.t.Helper()
+	r, err := e.rs.ListPodSandbox(ctx(e.t), &cri.ListPodSandboxRequest{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, p := range r.Items {
+		e.t.Errorf("pod %s (%s) still listed", p.Id, p.Metadata.GetName())
+	}
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
