@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/pod-shim/pod-shim/test/images"
@@ -134,6 +136,16 @@ func TestPodLifecycle(t *testing.T) {
 		t.Errorf("ExecSync: %v", err)
 	} else if execResp.ExitCode != 3 || string(execResp.Stdout) != "hi\n" || string(execResp.Stderr) != "err\n" {
 		t.Errorf("ExecSync = exit %d, stdout %q, stderr %q; want 3, \"hi\\n\", \"err\\n\"", execResp.ExitCode, execResp.Stdout, execResp.Stderr)
+	}
+	// ExecSync past its timeout: DeadlineExceeded, and the process is gone.
+	_, err = rs.ExecSync(ctx, &cri.ExecSyncRequest{ContainerId: sleeperID, Cmd: []string{"sleep", "31"}, Timeout: 1})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("ExecSync of sleep 31 with timeout 1s: %v, want DeadlineExceeded", err)
+	}
+	if out := d.crictl("exec", "-s", sleeperID, "ps", "-o", "args"); !strings.Contains(out, "sleep 3600") {
+		t.Errorf("ps in the pod does not show the container's own sleep 3600, so it cannot tell whether the exec was killed:\n%s", out)
+	} else if strings.Contains(out, "sleep 31") {
+		t.Errorf("the timed-out exec still runs:\n%s", out)
 	}
 	if out := d.crictl("exec", "-s", httpdID, "cat", "/var/www/index.html"); strings.TrimRight(out, "\n") != strings.TrimRight(images.IndexHTML, "\n") {
 		t.Errorf("crictl exec -s cat = %q, want %q", out, images.IndexHTML)
