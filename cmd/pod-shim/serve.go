@@ -110,6 +110,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if runtimeRoot == "" {
 		runtimeRoot = filepath.Join(cfg.State, "runc")
 	}
+	// Each pod's monitor listens on <state>/pods/<64-hex id>/monitor.sock,
+	// and a unix socket path is at most 107 bytes: refuse a state dir that
+	// would make every RunPodSandbox fail later with an obscure bind error.
+	if n := len(filepath.Join(cfg.State, "pods", strings.Repeat("0", 64), "monitor.sock")); n > 107 {
+		return fmt.Errorf("state dir %q is too long: pod monitor sockets would be %d bytes, the limit is 107; use a path of at most %d characters", cfg.State, n, len(cfg.State)-(n-107))
+	}
 	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Listen)} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return err

@@ -103,6 +103,16 @@ func Load(path string, optional bool) (Config, error) {
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
+		// go-toml's own messages name neither the key nor the line;
+		// String() does, and an operator needs both.
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return c, fmt.Errorf("parse %s: unknown keys:\n%s", path, strict.String())
+		}
+		var decErr *toml.DecodeError
+		if errors.As(err, &decErr) {
+			return c, fmt.Errorf("parse %s: %s", path, decErr.String())
+		}
 		return c, fmt.Errorf("parse %s: %w", path, err)
 	}
 	return c, c.Validate()
