@@ -102,8 +102,8 @@ func TestLoad(t *testing.T) {
 			}
 		}},
 		{name: "missing required file", optional: false, wantErr: "read config"},
-		{name: "unknown key", content: ptr("listen = '/x'\nno_such_key = 1\n"), wantErr: "strict mode"},
-		{name: "unknown key in table", content: ptr("[cni]\nbogus = 'x'\n"), wantErr: "strict mode"},
+		{name: "unknown key", content: ptr("listen = '/x'\nno_such_key = 1\n"), wantErr: "unknown keys"},
+		{name: "unknown key in table", content: ptr("[cni]\nbogus = 'x'\n"), wantErr: "unknown keys"},
 		{name: "bad cgroup driver", content: ptr("cgroup_driver = 'cgroupv3'\n"), wantErr: "cgroup_driver"},
 		{name: "empty root", content: ptr("root = ''\n"), wantErr: "must be set"},
 		{name: "small log line", content: ptr("max_container_log_line_size = 10\n"), wantErr: "at least 1024"},
