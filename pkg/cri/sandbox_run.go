@@ -42,6 +42,8 @@ func sandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) sandbox.Confi
 		Privileged:     c.GetLinux().GetSecurityContext().GetPrivileged(),
 		RuntimeHandler: handler,
 	}
+	out.Resources = podResources(c.GetLinux().GetResources())
+	out.Overhead = podResources(c.GetLinux().GetOverhead())
 	if d := c.GetDnsConfig(); d != nil {
 		out.DNS = &sandbox.DNS{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
 	}
@@ -61,4 +63,14 @@ func sandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) sandbox.Confi
 		})
 	}
 	return out
+}
+
+func podResources(r *runtimeapi.LinuxContainerResources) *sandbox.Resources {
+	if r == nil {
+		return nil
+	}
+	return &sandbox.Resources{
+		CPUPeriod: r.GetCpuPeriod(), CPUQuota: r.GetCpuQuota(),
+		CPUShares: r.GetCpuShares(), MemoryLimit: r.GetMemoryLimitInBytes(),
+	}
 }

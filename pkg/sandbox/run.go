@@ -169,6 +169,9 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) error {
 	if err := m.writePodFiles(sb); err != nil {
 		return err
 	}
+	if err := m.applyPodResources(sb); err != nil {
+		return err
+	}
 	rootfs, args, err := m.pauseRootfs(ctx, sb)
 	if err != nil {
 		return err

@@ -52,6 +52,8 @@ type Config struct {
 	Annotations  map[string]string
 
 	CgroupParent   string
+	Resources      *Resources // the sum of the containers', for the pod cgroup
+	Overhead       *Resources // the runtime class's pod overhead
 	Namespaces     Namespaces
 	Sysctls        map[string]string
 	Privileged     bool
