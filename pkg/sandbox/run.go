@@ -315,7 +315,9 @@ func (m *Manager) writePodFiles(sb *Sandbox) error {
 		if err != nil {
 			return err
 		}
-		if hostname == "" {
+		// A host-network pod shares the node's UTS namespace, so the
+		// kernel says the node's name; the file must not say otherwise.
+		if hostname == "" || sb.HostNetwork() {
 			hostname = h
 		}
 	}
