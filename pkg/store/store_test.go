@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -183,5 +184,47 @@ func TestSecondOpenFails(t *testing.T) {
 	var r rec
 	if err := db3.Get("b", "k", &r); err != nil {
 		t.Fatalf("data lost across reopen: %v", err)
+	}
+}
+
+// A damaged store must stop the daemon with a recovery hint, never be
+// silently replaced (that would forget every pod on the node).
+func TestCorruptedStoreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		corrupt func([]byte) []byte
+	}{
+		{"flipped meta pages", func(b []byte) []byte {
+			for i := 0; i < 8192 && i < len(b); i++ {
+				b[i] ^= 0x5a
+			}
+			return b
+		}},
+		{"not a database", func([]byte) []byte { return []byte("garbage") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, path := open(t)
+			if err := db.Put("b", "k", rec{Name: "x"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := tc.corrupt(data)
+			if err := os.WriteFile(path, bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = store.Open(path, time.Second)
+			if err == nil || !strings.Contains(err.Error(), "move the file aside") {
+				t.Fatalf("Open of a corrupted store = %v, want an error with a recovery hint", err)
+			}
+			if after, _ := os.ReadFile(path); string(after) != string(bad) {
+				t.Fatal("Open modified the corrupted file")
+			}
+		})
 	}
 }
