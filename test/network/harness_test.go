@@ -83,6 +83,10 @@ func repoRoot() string {
 // daemonBinary builds pod-shim and its pause with hack/build.sh, once per run.
 func daemonBinary(t testing.TB) string {
 	t.Helper()
+	if dir := os.Getenv("POD_SHIM_BIN_DIR"); dir != "" {
+		// Prebuilt pod-shim and pod-shim-pause, e.g. from a CI step.
+		return filepath.Join(dir, "pod-shim")
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "pod-shim-net-bin-")
 		if err != nil {

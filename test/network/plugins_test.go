@@ -207,3 +207,65 @@ func (e *env) noPods() {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// TestFailureAfterADD: the pause container fails to start (runc refuses a
+// sysctl value) while CNI ADD succeeds beside it → RunPodSandbox errors and
+// DEL has run: no IP, netns or veth is left.
+func TestFailureAfterADD(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	e.writeNetConf(e.bridgePlugin(), portmapPlugin())
+	e.start()
+	cfg := e.podConfig("badpause", func(c *cri.PodSandboxConfig) {
+		c.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "not-a-number"}
+		c.PortMappings = []*cri.PortMapping{{Protocol: cri.Protocol_TCP, ContainerPort: 80, HostPort: 28082}}
+	})
+	if _, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: cfg}); err == nil {
+		t.Fatal("RunPodSandbox succeeded although pause cannot start")
+	} else {
+		t.Logf("RunPodSandbox: %v", err)
+	}
+	if !strings.Contains(readFile(e.logFile), "pod network set up") {
+		t.Log("note: ADD had not finished when pause failed; DEL still ran for whatever it allocated")
+	}
+	e.noPods()
+	e.noLeftovers()
+}
+
+// TestPodCIDRFromKubelet: a config whose subnet is "usePodCidr" waits for
+// UpdateRuntimeConfig, then pods get IPs from the CIDR the kubelet sent.
+func TestPodCIDRFromKubelet(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	p := e.bridgePlugin()
+	p["ipam"].(map[string]any)["ranges"] = [][]map[string]string{{{"subnet": "usePodCidr"}}}
+	e.writeNetConf(p)
+	e.start()
+	if ok, why := e.networkReady(); ok || !strings.Contains(why, "UpdateRuntimeConfig") {
+		t.Errorf("before the pod CIDR: NetworkReady %v (%s), want false naming UpdateRuntimeConfig", ok, why)
+	}
+	if _, err := e.rs.UpdateRuntimeConfig(ctx(t), &cri.UpdateRuntimeConfigRequest{RuntimeConfig: &cri.RuntimeConfig{
+		NetworkConfig: &cri.NetworkConfig{PodCidr: e.subnet.String()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := e.networkReady(); !ok {
+		t.Fatalf("after UpdateRuntimeConfig: NetworkReady false: %s", why)
+	}
+	id := e.runPod(e.podConfig("cidr"))
+	if ip := e.podStatus(id).Status.Network.Ip; !e.subnet.Contains(parseIP(ip)) {
+		t.Errorf("pod IP %q not in the pod CIDR %s", ip, e.subnet)
+	}
+	if _, err := e.rs.UpdateRuntimeConfig(ctx(t), &cri.UpdateRuntimeConfigRequest{RuntimeConfig: &cri.RuntimeConfig{
+		NetworkConfig: &cri.NetworkConfig{PodCidr: "10.248.0.0/33"}}}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("UpdateRuntimeConfig with a bad CIDR: %v, want InvalidArgument", err)
+	}
+	if err := e.removePod(id); err != nil {
+		t.Fatal(err)
+	}
+	e.noLeftovers()
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
