@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
@@ -34,7 +34,13 @@ type Options struct {
 	Images       *image.Store
 	StateDir     string
 	CgroupDriver string
-	// Runtime is used only at recovery, to learn what runc knows of a
+	// CDISpecDirs are searched for CDI device specs; nil means the CDI
+	// defaults (/etc/cdi, /var/run/cdi).
+	CDISpecDirs []string
+	// Runtimes are the OCI runtimes by RuntimeClass handler, for
+	// UpdateContainerResources; a handler missing here uses Runtime.
+	Runtimes map[string]*runtime.Runtime
+	// Runtime is used at recovery, to learn what runc knows of a
 	// container whose start the previous daemon did not finish recording.
 	Runtime *runtime.Runtime
 	Logger  *slog.Logger
@@ -49,6 +55,10 @@ type Manager struct {
 	mu    sync.Mutex
 	names map[string]string
 	locks map[string]*sync.Mutex
+
+	cdiOnce sync.Once
+	cdi     *cdi.Cache
+	cdiErr  error
 }
 
 // New returns a Manager and rebuilds name reservations from the store.
@@ -261,9 +271,18 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 		c.LogPath = filepath.Join(sb.Config.LogDirectory, cfg.LogPath)
 	}
 	c.Bundle = filepath.Join(m.opts.StateDir, "containers", c.ID)
-	c.StopSignal = cfg.StopSignal
-	if c.StopSignal == "" {
-		c.StopSignal = img.Config.StopSignal
+	// CRI's stop_signal, else the image's STOPSIGNAL, else SIGTERM; kept
+	// as the CRI enum names it, so status reports it back.
+	c.StopSignal = "SIGTERM"
+	for _, s := range []string{cfg.StopSignal, img.Config.StopSignal} {
+		if sig, err := signalNumber(s); err == nil {
+			c.StopSignal = signalName(sig)
+			break
+		}
+	}
+	if cfg.Resources != nil {
+		r := *cfg.Resources
+		c.Resources = &r
 	}
 	name := reservedName(&cfg, sb)
 	m.mu.Lock()
@@ -318,12 +337,30 @@ func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox
 		return fmt.Errorf("prepare rootfs: %w", err)
 	}
 	c.Rootfs = root
-	spec, err := buildSpec(specInput{
+	in := specInput{
 		ID: c.ID, Config: &c.Config, Sandbox: sb, Image: img, Rootfs: root,
 		CgroupDriver: m.opts.CgroupDriver, MinOOMScoreAdj: m.minOOM,
-	})
+		NoSwapAccounting: !swapAccounting(), Log: m.log.With("container", c.ID),
+	}
+	if c.Config.Security.PIDMode == sandbox.ModeTarget {
+		if in.TargetPID, err = m.targetPID(sb, c.Config.Security.TargetID); err != nil {
+			return err
+		}
+	}
+	if in.ImageVolumes, err = m.prepareImageVolumes(ctx, c); err != nil {
+		return err
+	}
+	spec, err := buildSpec(in)
 	if err != nil {
 		return err
+	}
+	if err := m.injectCDI(spec, &c.Config); err != nil {
+		return err
+	}
+	u := spec.Process.User
+	c.User = &User{UID: int64(u.UID), GID: int64(u.GID)}
+	for _, g := range u.AdditionalGids {
+		c.User.SupplementalGroups = append(c.User.SupplementalGroups, int64(g))
 	}
 	if c.Config.WorkingDir != "" {
 		// Like containerd: a working dir missing from the image is made.
@@ -348,6 +385,9 @@ func (m *Manager) discard(ctx context.Context, c *Container) error {
 		}
 	}
 	if err := m.opts.Images.RemoveRootfs(c.ID, filepath.Join(c.Bundle, "rootfs")); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.releaseImageVolumes(c); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Bundle != "" {
@@ -402,6 +442,7 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 		StdinOnce: c.Config.StdinOnce,
 		Terminal:  c.Config.Tty,
 		Start:     true,
+		Cgroup:    oci.CgroupsPath(m.opts.CgroupDriver, sb.Config.CgroupParent, c.ID),
 	})
 	if err != nil {
 		now := time.Now()
@@ -484,19 +525,10 @@ func (m *Manager) stop(ctx context.Context, c *Container, timeout time.Duration)
 	return m.save(c)
 }
 
-// parseSignal reads "SIGTERM", "TERM" or "15"; anything else is SIGTERM.
+// parseSignal reads "SIGTERM", "TERM", "15" or a CRI enum name such as
+// "SIGRTMINPLUS1"; anything else is SIGTERM.
 func parseSignal(s string) syscall.Signal {
-	if s == "" {
-		return syscall.SIGTERM
-	}
-	if n, err := strconv.Atoi(s); err == nil && n > 0 {
-		return syscall.Signal(n)
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
+	if sig, err := signalNumber(s); err == nil {
 		return sig
 	}
 	return syscall.SIGTERM

@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,6 +30,14 @@ type specInput struct {
 	// own: the kernel refuses lower without CAP_SYS_RESOURCE, and runc then
 	// fails with an unhelpful EOF.
 	MinOOMScoreAdj int
+	// ImageVolumes maps a mount's container path to the read-only rootfs
+	// of its image, for mounts with Image set.
+	ImageVolumes map[string]string
+	// TargetPID is the init pid of the container whose pid namespace a
+	// TARGET pid mode joins.
+	TargetPID        int
+	NoSwapAccounting bool
+	Log              *slog.Logger // nil discards
 }
 
 // buildSpec turns a container config into an OCI spec joined to its pod.
@@ -64,8 +73,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	if c.Security.Privileged {
-		s.Linux.MaskedPaths = nil
-		s.Linux.ReadonlyPaths = nil
+		applyPrivileged(s)
 	} else {
 		if len(c.Security.MaskedPaths) > 0 {
 			s.Linux.MaskedPaths = c.Security.MaskedPaths
@@ -75,14 +83,33 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		}
 	}
 
-	mounts, err := podMounts(c, sb)
+	if err := applyDevices(s, c.Devices); err != nil {
+		return nil, err
+	}
+	if err := applySeccomp(s, c.Security); err != nil {
+		return nil, err
+	}
+	applyLSM(s, c.Security, in.Log)
+
+	mounts, err := podMounts(c, sb, in.ImageVolumes)
 	if err != nil {
 		return nil, err
 	}
 	s.Mounts = append(s.Mounts, mounts...)
 	joinPod(s, c.Security, sb)
+	if c.Security.PIDMode == sandbox.ModeTarget {
+		if in.TargetPID <= 0 {
+			return nil, fmt.Errorf("pid namespace target %q is not a running container: %w", c.Security.TargetID, ErrInvalid)
+		}
+		oci.SetNamespace(s, specs.PIDNamespace, fmt.Sprintf("/proc/%d/ns/pid", in.TargetPID))
+	}
 	s.Linux.CgroupsPath = oci.CgroupsPath(in.CgroupDriver, sb.Config.CgroupParent, in.ID)
 	applyResources(s, c.Resources, in.MinOOMScoreAdj)
+	if in.NoSwapAccounting && s.Linux.Resources.Memory != nil {
+		// The kubelet sets swap = limit even where the kernel accounts no
+		// swap; runc would fail on the missing memsw file (containerd drops it too).
+		s.Linux.Resources.Memory.Swap = nil
+	}
 	if len(c.Security.Sysctls) > 0 {
 		s.Linux.Sysctl = c.Security.Sysctls
 	}
@@ -132,22 +159,29 @@ func environment(c *Config, img *image.Image, hostname string) []string {
 	return out
 }
 
-// resolveUser picks uid/gid/groups: run_as_user or run_as_username, else the
-// image's USER, looked up in the container's own /etc/passwd and /etc/group.
+// resolveUser picks uid/gid/groups as containerd does: run_as_user or
+// run_as_username, else the image's USER, looked up in the container's own
+// /etc/passwd and /etc/group; run_as_group replaces the group. The primary
+// gid comes first in the additional gids; under the Merge policy (the
+// default) the user's /etc/group memberships follow, even when the group was
+// given explicitly; then the pod's supplemental groups.
 func resolveUser(rootfs string, sec Security, imageUser string) (specs.User, error) {
-	spec := imageUser
+	userPart, groupPart, _ := strings.Cut(imageUser, ":")
 	switch {
 	case sec.RunAsUser != nil:
-		spec = strconv.FormatInt(*sec.RunAsUser, 10)
+		userPart, groupPart = strconv.FormatInt(*sec.RunAsUser, 10), ""
 	case sec.RunAsUsername != "":
-		spec = sec.RunAsUsername
+		userPart, groupPart = sec.RunAsUsername, ""
 	}
 	if sec.RunAsGroup != nil {
-		name, _, _ := strings.Cut(spec, ":")
-		if name == "" {
-			name = "0"
-		}
-		spec = name + ":" + strconv.FormatInt(*sec.RunAsGroup, 10)
+		groupPart = strconv.FormatInt(*sec.RunAsGroup, 10)
+	}
+	if userPart == "" {
+		userPart = "0"
+	}
+	spec := userPart
+	if groupPart != "" {
+		spec += ":" + groupPart
 	}
 	// Resolve inside the rootfs so a symlinked /etc/passwd cannot point
 	// the lookup at the host's.
@@ -159,7 +193,8 @@ func resolveUser(rootfs string, sec Security, imageUser string) (specs.User, err
 	if err != nil {
 		return specs.User{}, err
 	}
-	eu, err := user.GetExecUserPath(spec, &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}, passwd, group)
+	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
+	eu, err := user.GetExecUserPath(spec, defaults, passwd, group)
 	if err != nil {
 		if sec.RunAsUsername != "" {
 			return specs.User{}, fmt.Errorf("user %q not found in the image: %w", sec.RunAsUsername, ErrInvalid)
@@ -167,15 +202,26 @@ func resolveUser(rootfs string, sec Security, imageUser string) (specs.User, err
 		return specs.User{}, fmt.Errorf("resolve user %q: %w", spec, err)
 	}
 	u := specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid)}
-	seen := map[uint32]bool{u.GID: true}
+	seen := map[uint32]bool{}
 	add := func(g uint32) {
 		if !seen[g] {
 			seen[g] = true
 			u.AdditionalGids = append(u.AdditionalGids, g)
 		}
 	}
-	for _, g := range eu.Sgids {
-		add(uint32(g))
+	add(u.GID)
+	if sec.GroupsPolicy != GroupsStrict {
+		sgids := eu.Sgids
+		if groupPart != "" {
+			// An explicit group makes GetExecUserPath skip /etc/group:
+			// look the user's memberships up on their own.
+			if byUser, err := user.GetExecUserPath(userPart, defaults, passwd, group); err == nil {
+				sgids = byUser.Sgids
+			}
+		}
+		for _, g := range sgids {
+			add(uint32(g))
+		}
 	}
 	for _, g := range sec.SupplementalGroups {
 		add(uint32(g))
@@ -258,12 +304,33 @@ func allCapabilities() []string {
 
 // podMounts are the container's own mounts plus the pod files it shares,
 // unless the kubelet already mounts something at those paths.
-func podMounts(c *Config, sb *sandbox.Sandbox) ([]specs.Mount, error) {
+func podMounts(c *Config, sb *sandbox.Sandbox, imageVolumes map[string]string) ([]specs.Mount, error) {
 	var out []specs.Mount
 	taken := map[string]bool{}
 	for _, m := range c.Mounts {
 		if m.ContainerPath == "" || !filepath.IsAbs(m.ContainerPath) {
 			return nil, fmt.Errorf("mount container_path %q must be absolute: %w", m.ContainerPath, ErrInvalid)
+		}
+		if m.Image != "" {
+			src, ok := imageVolumes[m.ContainerPath]
+			if !ok {
+				return nil, fmt.Errorf("image volume %s (%s) was not prepared: %w", m.ContainerPath, m.Image, ErrInvalid)
+			}
+			if m.ImageSubPath != "" {
+				p, err := securejoin.SecureJoin(src, m.ImageSubPath)
+				if err != nil {
+					return nil, fmt.Errorf("image volume sub path %q: %w", m.ImageSubPath, err)
+				}
+				if _, err := os.Stat(p); err != nil {
+					return nil, fmt.Errorf("image volume sub path %q: %w", m.ImageSubPath, ErrInvalid)
+				}
+				src = p
+			}
+			taken[filepath.Clean(m.ContainerPath)] = true
+			// An image volume is always read-only, as the KEP says.
+			out = append(out, specs.Mount{Destination: m.ContainerPath, Type: "bind", Source: src,
+				Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}})
+			continue
 		}
 		if m.HostPath == "" {
 			return nil, fmt.Errorf("mount %s has no host_path: %w", m.ContainerPath, ErrInvalid)

@@ -175,37 +175,37 @@ func TestResolveUser(t *testing.T) {
 		want      specs.User
 		wantErr   error // errors.Is target; errAny for any error
 	}{
-		{name: "default root", want: specs.User{UID: 0, GID: 0}},
+		{name: "default root", want: specs.User{UID: 0, GID: 0, AdditionalGids: []uint32{0}}},
 		{name: "run_as_user + run_as_group + supplemental groups",
 			sec:  Security{RunAsUser: i64(1000), RunAsGroup: i64(3000), SupplementalGroups: []int64{4000, 3000, 4001, 4000}},
-			want: specs.User{UID: 1000, GID: 3000, AdditionalGids: []uint32{4000, 4001}}},
+			want: specs.User{UID: 1000, GID: 3000, AdditionalGids: []uint32{3000, 500, 700, 4000, 4001}}},
 		{name: "run_as_user only takes the passwd gid and /etc/group groups",
 			sec:  Security{RunAsUser: i64(1000)},
-			want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{500, 700}}},
+			want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 500, 700}}},
 		{name: "run_as_user not in passwd",
 			sec:  Security{RunAsUser: i64(4242)},
-			want: specs.User{UID: 4242, GID: 0}},
+			want: specs.User{UID: 4242, GID: 0, AdditionalGids: []uint32{0}}},
 		{name: "run_as_username resolves uid/gid and groups",
 			sec:  Security{RunAsUsername: "www-data"},
-			want: specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{500, 600}}},
+			want: specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{33, 500, 600}}},
 		{name: "run_as_username + supplemental",
 			sec:  Security{RunAsUsername: "www-data", SupplementalGroups: []int64{9000, 500}},
-			want: specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{500, 600, 9000}}},
+			want: specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{33, 500, 600, 9000}}},
 		{name: "run_as_user wins over run_as_username",
 			sec:  Security{RunAsUser: i64(1000), RunAsUsername: "www-data"},
-			want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{500, 700}}},
+			want: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 500, 700}}},
 		{name: "unknown username", sec: Security{RunAsUsername: "nosuchuser"}, wantErr: ErrInvalid},
-		{name: "image USER uid:gid", imageUser: "1003:1004", want: specs.User{UID: 1003, GID: 1004}},
-		{name: "image USER name", imageUser: "www-data", want: specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{500, 600}}},
-		{name: "image USER name:group", imageUser: "www-data:grp", want: specs.User{UID: 33, GID: 800}},
+		{name: "image USER uid:gid", imageUser: "1003:1004", want: specs.User{UID: 1003, GID: 1004, AdditionalGids: []uint32{1004}}},
+		{name: "image USER name", imageUser: "www-data", want: specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{33, 500, 600}}},
+		{name: "image USER name:group", imageUser: "www-data:grp", want: specs.User{UID: 33, GID: 800, AdditionalGids: []uint32{800, 500, 600}}},
 		{name: "run_as_group over image USER name", imageUser: "alice", sec: Security{RunAsGroup: i64(42)},
-			want: specs.User{UID: 1000, GID: 42}},
-		{name: "run_as_group alone", sec: Security{RunAsGroup: i64(42)}, want: specs.User{UID: 0, GID: 42}},
+			want: specs.User{UID: 1000, GID: 42, AdditionalGids: []uint32{42, 500, 700}}},
+		{name: "run_as_group alone", sec: Security{RunAsGroup: i64(42)}, want: specs.User{UID: 0, GID: 42, AdditionalGids: []uint32{42}}},
 		{name: "run_as_user overrides image USER", imageUser: "www-data", sec: Security{RunAsUser: i64(0)},
-			want: specs.User{UID: 0, GID: 0}},
-		{name: "image USER uid:gid without passwd", rootfs: t.TempDir(), imageUser: "1003:1004", want: specs.User{UID: 1003, GID: 1004}},
+			want: specs.User{UID: 0, GID: 0, AdditionalGids: []uint32{0}}},
+		{name: "image USER uid:gid without passwd", rootfs: t.TempDir(), imageUser: "1003:1004", want: specs.User{UID: 1003, GID: 1004, AdditionalGids: []uint32{1004}}},
 		{name: "supplemental groups without passwd", rootfs: t.TempDir(), sec: Security{RunAsUser: i64(7), SupplementalGroups: []int64{0, 8}},
-			want: specs.User{UID: 7, GID: 0, AdditionalGids: []uint32{8}}},
+			want: specs.User{UID: 7, GID: 0, AdditionalGids: []uint32{0, 8}}},
 		{name: "image USER unknown name", imageUser: "ghost", wantErr: errAny},
 	}
 	for _, tt := range tests {
@@ -243,7 +243,7 @@ func TestResolveUserRunAsGroupKeepsEtcGroupMemberships(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := specs.User{UID: 1000, GID: 3000, AdditionalGids: []uint32{500, 700, 4000}}
+	want := specs.User{UID: 1000, GID: 3000, AdditionalGids: []uint32{3000, 500, 700, 4000}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("resolveUser = %+v, want %+v", got, want)
 	}
@@ -278,7 +278,7 @@ func TestResolveUserSymlinkStaysInRootfs(t *testing.T) {
 		}
 		// Numeric users still work, with no host groups.
 		u, err = resolveUser(root, Security{RunAsUser: i64(4242)}, "")
-		if err != nil || u.GID != 0 || len(u.AdditionalGids) != 0 {
+		if err != nil || u.GID != 0 || !reflect.DeepEqual(u.AdditionalGids, []uint32{0}) {
 			t.Fatalf("numeric user = %+v, %v; want gid 0 and no groups from the host", u, err)
 		}
 	})
@@ -304,7 +304,7 @@ func TestResolveUserSymlinkStaysInRootfs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := specs.User{UID: 1500, GID: 1501, AdditionalGids: []uint32{1502}}
+		want := specs.User{UID: 1500, GID: 1501, AdditionalGids: []uint32{1501, 1502}}
 		if !reflect.DeepEqual(u, want) {
 			t.Fatalf("resolveUser = %+v, want %+v (the rootfs's copy)", u, want)
 		}
@@ -441,7 +441,7 @@ func TestPodMounts(t *testing.T) {
 			{ContainerPath: "/etc/hosts", HostPath: hostsFile},
 			{ContainerPath: "/etc/config", HostPath: cfgDir, Readonly: true, RecursiveReadonly: true},
 		}}
-		got, err := podMounts(c, sb)
+		got, err := podMounts(c, sb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -493,7 +493,7 @@ func TestPodMounts(t *testing.T) {
 	})
 
 	t.Run("readonly rootfs makes pod files ro", func(t *testing.T) {
-		got, err := podMounts(&Config{Security: Security{ReadonlyRootfs: true}}, sb)
+		got, err := podMounts(&Config{Security: Security{ReadonlyRootfs: true}}, sb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -511,7 +511,7 @@ func TestPodMounts(t *testing.T) {
 	t.Run("host IPC uses host /dev/shm", func(t *testing.T) {
 		hsb := testSandbox("/run/pod-shim/pods/sb2")
 		hsb.Config.Namespaces.IPC = sandbox.ModeNode
-		got, err := podMounts(&Config{}, hsb)
+		got, err := podMounts(&Config{}, hsb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -521,7 +521,7 @@ func TestPodMounts(t *testing.T) {
 	})
 
 	t.Run("kubelet /dev/shm wins", func(t *testing.T) {
-		got, err := podMounts(&Config{Mounts: []Mount{{ContainerPath: "/dev/shm", HostPath: data}}}, sb)
+		got, err := podMounts(&Config{Mounts: []Mount{{ContainerPath: "/dev/shm", HostPath: data}}}, sb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -532,7 +532,7 @@ func TestPodMounts(t *testing.T) {
 
 	t.Run("missing host path is created as a dir", func(t *testing.T) {
 		missing := filepath.Join(host, "new", "deep", "dir")
-		if _, err := podMounts(&Config{Mounts: []Mount{{ContainerPath: "/vol", HostPath: missing}}}, sb); err != nil {
+		if _, err := podMounts(&Config{Mounts: []Mount{{ContainerPath: "/vol", HostPath: missing}}}, sb, nil); err != nil {
 			t.Fatal(err)
 		}
 		if fi, err := os.Stat(missing); err != nil || !fi.IsDir() {
@@ -546,7 +546,7 @@ func TestPodMounts(t *testing.T) {
 		{ContainerPath: "/ok", HostPath: ""},
 	} {
 		t.Run("invalid "+bad.ContainerPath+"|"+bad.HostPath, func(t *testing.T) {
-			if _, err := podMounts(&Config{Mounts: []Mount{bad}}, sb); !errors.Is(err, ErrInvalid) {
+			if _, err := podMounts(&Config{Mounts: []Mount{bad}}, sb, nil); !errors.Is(err, ErrInvalid) {
 				t.Fatalf("podMounts(%+v) = %v, want ErrInvalid", bad, err)
 			}
 		})
@@ -798,7 +798,7 @@ func TestBuildSpec(t *testing.T) {
 	if s.Process.Cwd != "/srv" || !s.Process.Terminal || !s.Process.NoNewPrivileges {
 		t.Errorf("cwd %q terminal %v nnp %v", s.Process.Cwd, s.Process.Terminal, s.Process.NoNewPrivileges)
 	}
-	if want := (specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{500, 700, 2000}}); !reflect.DeepEqual(s.Process.User, want) {
+	if want := (specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 500, 700, 2000}}); !reflect.DeepEqual(s.Process.User, want) {
 		t.Errorf("user = %+v, want %+v", s.Process.User, want)
 	}
 	if c := s.Process.Capabilities; !reflect.DeepEqual(c.Bounding, []string{"CAP_NET_BIND_SERVICE"}) {

@@ -31,6 +31,10 @@ type Mount struct {
 	RecursiveReadonly bool
 	SelinuxRelabel    bool
 	Propagation       Propagation
+	// Image, when set, makes this an image volume: that image's rootfs
+	// mounted read-only at ContainerPath (HostPath is then unused).
+	Image        string
+	ImageSubPath string
 }
 
 // Device is a host device made available in the container.
@@ -49,6 +53,43 @@ type Resources struct {
 	Unified                        map[string]string
 }
 
+// SupplementalGroupsPolicy says whether the image's /etc/group memberships
+// of the user are merged into the supplemental groups (the default) or not.
+type SupplementalGroupsPolicy int
+
+// The policies, valued as the CRI enum.
+const (
+	GroupsMerge  SupplementalGroupsPolicy = 0
+	GroupsStrict SupplementalGroupsPolicy = 1
+)
+
+// ProfileType is a seccomp or AppArmor profile kind, valued as the CRI enum.
+type ProfileType int
+
+// The profile types.
+const (
+	ProfileRuntimeDefault ProfileType = 0
+	ProfileUnconfined     ProfileType = 1
+	ProfileLocalhost      ProfileType = 2
+)
+
+// Profile is a seccomp or AppArmor profile; nil means none was asked for.
+type Profile struct {
+	Type         ProfileType
+	LocalhostRef string // a profile file (seccomp) or a loaded profile name (AppArmor)
+}
+
+// SELinux is the container's SELinux label.
+type SELinux struct {
+	User, Role, Type, Level string
+}
+
+// User is the identity a container's process runs as.
+type User struct {
+	UID, GID           int64
+	SupplementalGroups []int64
+}
+
 // Capabilities adds and drops from the default set.
 type Capabilities struct {
 	Add, Drop, AddAmbient []string
@@ -61,6 +102,7 @@ type Security struct {
 	RunAsGroup         *int64
 	RunAsUsername      string
 	SupplementalGroups []int64
+	GroupsPolicy       SupplementalGroupsPolicy
 	ReadonlyRootfs     bool
 	NoNewPrivs         bool
 	Capabilities       *Capabilities
@@ -71,6 +113,9 @@ type Security struct {
 	NetworkMode        sandbox.NamespaceMode
 	TargetID           string
 	Sysctls            map[string]string
+	Seccomp            *Profile
+	Apparmor           *Profile
+	SELinux            *SELinux
 }
 
 // Config is what the kubelet asks a container to be.
@@ -85,6 +130,7 @@ type Config struct {
 	Envs       []KeyValue
 	Mounts     []Mount
 	Devices    []Device
+	CDIDevices []string // fully qualified CDI device names, vendor.com/class=name
 
 	Labels      map[string]string
 	Annotations map[string]string
@@ -131,6 +177,11 @@ type Container struct {
 	Reason     string
 	Message    string
 	StopSignal string
+
+	// User is the effective identity, as resolved at create.
+	User *User
+	// Resources are the limits in force: the config's, then each update's.
+	Resources *Resources
 }
 
 // Errors callers map to gRPC codes.

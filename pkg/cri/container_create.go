@@ -59,7 +59,12 @@ func containerConfig(c *runtimeapi.ContainerConfig) container.Config {
 			RecursiveReadonly: m.GetRecursiveReadOnly(),
 			SelinuxRelabel:    m.GetSelinuxRelabel(),
 			Propagation:       container.Propagation(m.GetPropagation()),
+			Image:             m.GetImage().GetImage(),
+			ImageSubPath:      m.GetImageSubPath(),
 		})
+	}
+	for _, d := range c.GetCDIDevices() {
+		out.CDIDevices = append(out.CDIDevices, d.GetName())
 	}
 	for _, d := range c.GetDevices() {
 		out.Devices = append(out.Devices, container.Device{ContainerPath: d.GetContainerPath(), HostPath: d.GetHostPath(), Permissions: d.GetPermissions()})
@@ -76,6 +81,12 @@ func containerConfig(c *runtimeapi.ContainerConfig) container.Config {
 			NoNewPrivs:         sc.GetNoNewPrivs(),
 			MaskedPaths:        sc.GetMaskedPaths(),
 			ReadonlyPaths:      sc.GetReadonlyPaths(),
+			GroupsPolicy:       container.SupplementalGroupsPolicy(sc.GetSupplementalGroupsPolicy()),
+			Seccomp:            profile(sc.GetSeccomp()),
+			Apparmor:           profile(sc.GetApparmor()),
+		}
+		if o := sc.GetSelinuxOptions(); o != nil {
+			sec.SELinux = &container.SELinux{User: o.GetUser(), Role: o.GetRole(), Type: o.GetType(), Level: o.GetLevel()}
 		}
 		if v := sc.GetRunAsUser(); v != nil {
 			u := v.GetValue()
@@ -120,4 +131,11 @@ func resources(r *runtimeapi.LinuxContainerResources) *container.Resources {
 		out.HugepageLimits[h.GetPageSize()] = h.GetLimit()
 	}
 	return out
+}
+
+func profile(p *runtimeapi.SecurityProfile) *container.Profile {
+	if p == nil {
+		return nil
+	}
+	return &container.Profile{Type: container.ProfileType(p.GetProfileType()), LocalhostRef: p.GetLocalhostRef()}
 }

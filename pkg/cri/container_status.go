@@ -45,6 +45,16 @@ func (s *Server) ContainerStatus(ctx context.Context, r *runtimeapi.ContainerSta
 			SelinuxRelabel:    m.SelinuxRelabel,
 			Propagation:       runtimeapi.MountPropagation(m.Propagation),
 		})
+		if m.Image != "" {
+			st.Mounts[len(st.Mounts)-1].Image = &runtimeapi.ImageSpec{Image: m.Image}
+			st.Mounts[len(st.Mounts)-1].ImageSubPath = m.ImageSubPath
+		}
+	}
+	if u := c.User; u != nil {
+		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: u.UID, Gid: u.GID, SupplementalGroups: u.SupplementalGroups}}
+	}
+	if r := c.Resources; r != nil {
+		st.Resources = &runtimeapi.ContainerResources{Linux: linuxResources(r)}
 	}
 	if sig, ok := runtimeapi.Signal_value["SIGNAL_"+c.StopSignal]; ok {
 		st.StopSignal = runtimeapi.Signal(sig)

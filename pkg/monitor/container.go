@@ -102,8 +102,12 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 		return 0, err
 	}
 	c.pid = pid
-	c.oom = oomCounterFor(pid)
-	c.oomBase = c.oom.count()
+	if c.oom = oomCounterForCgroup(req.Cgroup); req.Cgroup != "" && c.oom.file != "" {
+		c.oomBase = 0
+	} else {
+		c.oom = oomCounterFor(pid)
+		c.oomBase = c.oom.count()
+	}
 	c.mu.Lock()
 	c.created = true
 	c.mu.Unlock()

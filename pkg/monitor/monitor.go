@@ -67,6 +67,10 @@ type CreateRequest struct {
 	StdinOnce bool
 	Terminal  bool // not supported yet: Create fails with a clear error
 	Start     bool // true: `runc run --detach` (create and start in one spawn); false: `runc create`
+	// Cgroup is the spec's linux.cgroupsPath: the container's own, new
+	// cgroup, watched for OOM kills even when the init is gone before the
+	// monitor could read /proc/<pid>/cgroup.
+	Cgroup string
 }
 
 // ExecRequest is one process to run in a running container.

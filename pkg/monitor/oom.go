@@ -78,3 +78,33 @@ func parseOOMKill(data []byte) int64 {
 	}
 	return -1
 }
+
+// oomCounterForCgroup finds the OOM counter of a container's own cgroup from
+// the spec's linux.cgroupsPath (cgroupfs "/parent/id" or systemd
+// "slice:prefix:name"), on a v1 memory hierarchy or v2. The cgroup is new
+// with the container, so its count starts at zero: reading it needs no live
+// pid, and a kill in the first milliseconds still counts.
+func oomCounterForCgroup(cgroupsPath string) oomCounter {
+	rel := cgroupsPath
+	if slice, rest, ok := strings.Cut(cgroupsPath, ":"); ok {
+		prefix, name, _ := strings.Cut(rest, ":")
+		dir := "/"
+		if s, ok := strings.CutSuffix(slice, ".slice"); ok && s != "" && s != "-" {
+			var pfx string
+			for _, part := range strings.Split(s, "-") {
+				dir = filepath.Join(dir, pfx+part+".slice")
+				pfx += part + "-"
+			}
+		}
+		rel = filepath.Join(dir, prefix+"-"+name+".scope")
+	}
+	for _, f := range []string{
+		filepath.Join(cgroupRoot, "memory", rel, "memory.oom_control"),
+		filepath.Join(cgroupRoot, rel, "memory.events"),
+	} {
+		if _, err := os.Stat(f); err == nil {
+			return oomCounter{file: f}
+		}
+	}
+	return oomCounter{}
+}

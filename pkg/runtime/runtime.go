@@ -315,3 +315,15 @@ func (s *stdio) CloseAfterStart() error {
 	}
 	return nil
 }
+
+// Update applies new cgroup limits to a running or created container
+// (`runc update --resources -`), so they take effect at once and runc's own
+// record of the container agrees with them.
+func (rt *Runtime) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	if err := rt.runc("").Update(ctx, id, r); err != nil {
+		return fmt.Errorf("runc update %s: %w", id, classify(err))
+	}
+	return nil
+}

@@ -1,0 +1,315 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// applyPrivileged gives a privileged container what containerd and CRI-O
+// give it: every host device and the device cgroup open, no masked or
+// read-only paths, writable /sys and cgroupfs. Capabilities are set by
+// applyCapabilities; seccomp and LSMs are skipped by their appliers.
+func applyPrivileged(s *specs.Spec) {
+	s.Linux.MaskedPaths = nil
+	s.Linux.ReadonlyPaths = nil
+	s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+	s.Linux.Devices = append(s.Linux.Devices, hostDevices()...)
+	for i := range s.Mounts {
+		if s.Mounts[i].Destination == "/sys" || s.Mounts[i].Destination == "/sys/fs/cgroup" {
+			opts := s.Mounts[i].Options[:0:0]
+			for _, o := range s.Mounts[i].Options {
+				if o != "ro" {
+					opts = append(opts, o)
+				}
+			}
+			s.Mounts[i].Options = append(opts, "rw")
+		}
+	}
+}
+
+// hostDevices lists the host's device nodes under /dev, as runc's
+// HostDevices does: the pts, shm, mqueue and fd dirs and /dev/console are
+// the container's own.
+func hostDevices() []specs.LinuxDevice {
+	var out []specs.LinuxDevice
+	filepath.WalkDir("/dev", func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if e.IsDir() {
+			switch e.Name() {
+			case "pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if e.Name() == "console" {
+			return nil
+		}
+		if d, ok := deviceAt(p, p); ok {
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out
+}
+
+// deviceAt describes the device node at host, to appear at path.
+func deviceAt(host, path string) (specs.LinuxDevice, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(host, &st); err != nil {
+		return specs.LinuxDevice{}, false
+	}
+	var typ string
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFCHR:
+		typ = "c"
+	case unix.S_IFBLK:
+		typ = "b"
+	default:
+		return specs.LinuxDevice{}, false
+	}
+	mode := fs.FileMode(st.Mode & 0o777)
+	uid, gid := st.Uid, st.Gid
+	return specs.LinuxDevice{
+		Path: path, Type: typ,
+		Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))),
+		FileMode: &mode, UID: &uid, GID: &gid,
+	}, true
+}
+
+// applyDevices adds the kubelet's devices (device plugins, explicit ones)
+// to the spec and opens the device cgroup for them with their permissions.
+// A directory host path adds every device below it, as containerd does.
+func applyDevices(s *specs.Spec, devs []Device) error {
+	for _, d := range devs {
+		if d.HostPath == "" {
+			return fmt.Errorf("device %q has no host_path: %w", d.ContainerPath, ErrInvalid)
+		}
+		perms := d.Permissions
+		if perms == "" {
+			perms = "rwm"
+		}
+		if strings.Trim(perms, "rwm") != "" {
+			return fmt.Errorf("device %s: permissions %q must be made of r, w, m: %w", d.HostPath, perms, ErrInvalid)
+		}
+		ctrPath := d.ContainerPath
+		if ctrPath == "" {
+			ctrPath = d.HostPath
+		}
+		fi, err := os.Stat(d.HostPath)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.HostPath, err)
+		}
+		var found []specs.LinuxDevice
+		if fi.IsDir() {
+			filepath.WalkDir(d.HostPath, func(p string, e fs.DirEntry, err error) error {
+				if err != nil || e.IsDir() {
+					return nil
+				}
+				rel, _ := filepath.Rel(d.HostPath, p)
+				if dev, ok := deviceAt(p, filepath.Join(ctrPath, rel)); ok {
+					found = append(found, dev)
+				}
+				return nil
+			})
+		} else if dev, ok := deviceAt(d.HostPath, ctrPath); ok {
+			found = append(found, dev)
+		} else {
+			return fmt.Errorf("%s is not a device node: %w", d.HostPath, ErrInvalid)
+		}
+		for _, dev := range found {
+			s.Linux.Devices = append(s.Linux.Devices, dev)
+			major, minor := dev.Major, dev.Minor
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+				Allow: true, Type: dev.Type, Major: &major, Minor: &minor, Access: perms,
+			})
+		}
+	}
+	return nil
+}
+
+// applySeccomp sets the seccomp filter: RuntimeDefault is moby's default
+// profile (the one containerd and CRI-O ship too), computed for the
+// container's capabilities; Localhost loads a profile file; Unconfined and
+// no profile mean none, as in containerd. Privileged containers run
+// unconfined unless a profile file is named.
+func applySeccomp(s *specs.Spec, sec Security) error {
+	p := sec.Seccomp
+	if p == nil || p.Type == ProfileUnconfined {
+		return nil
+	}
+	switch p.Type {
+	case ProfileRuntimeDefault:
+		if sec.Privileged {
+			return nil
+		}
+		prof, err := seccomp.GetDefaultProfile(s)
+		if err != nil {
+			return fmt.Errorf("seccomp default profile: %w", err)
+		}
+		s.Linux.Seccomp = prof
+	case ProfileLocalhost:
+		ref := strings.TrimPrefix(p.LocalhostRef, "localhost/")
+		if !filepath.IsAbs(ref) {
+			return fmt.Errorf("seccomp localhost profile %q must be an absolute path: %w", p.LocalhostRef, ErrInvalid)
+		}
+		body, err := os.ReadFile(ref)
+		if err != nil {
+			return fmt.Errorf("seccomp localhost profile: %v: %w", err, ErrInvalid)
+		}
+		prof, err := seccomp.LoadProfile(string(body), s)
+		if err != nil {
+			return fmt.Errorf("seccomp localhost profile %s: %v: %w", ref, err, ErrInvalid)
+		}
+		s.Linux.Seccomp = prof
+	default:
+		return fmt.Errorf("seccomp profile type %d: %w", p.Type, ErrInvalid)
+	}
+	return nil
+}
+
+// Host LSM support, read once: these never change while the daemon runs.
+var (
+	appArmorEnabled = sync.OnceValue(func() bool {
+		b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+		return err == nil && strings.TrimSpace(string(b)) == "Y"
+	})
+	seLinuxEnabled = sync.OnceValue(func() bool {
+		_, err := os.Stat("/sys/fs/selinux/enforce")
+		return err == nil
+	})
+)
+
+// applyLSM applies AppArmor and SELinux where the host has them, and says
+// in the log when a profile or label is skipped because it does not.
+func applyLSM(s *specs.Spec, sec Security, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if p := sec.Apparmor; p != nil && p.Type != ProfileUnconfined && !sec.Privileged {
+		switch {
+		case !appArmorEnabled():
+			log.Info("AppArmor profile not applied: AppArmor is not enabled on this host", "profile", profileName(p))
+		case p.Type == ProfileLocalhost:
+			s.Process.ApparmorProfile = strings.TrimPrefix(p.LocalhostRef, "localhost/")
+		default:
+			// No runtime default profile is loaded by pod-shim; the
+			// host's default confinement applies.
+			log.Info("AppArmor runtime/default not applied: pod-shim loads no AppArmor profile of its own")
+		}
+	}
+	if l := sec.SELinux; l != nil && (l.User != "" || l.Role != "" || l.Type != "" || l.Level != "") {
+		if !seLinuxEnabled() {
+			log.Info("SELinux label not applied: SELinux is not enabled on this host", "type", l.Type, "level", l.Level)
+			return
+		}
+		s.Process.SelinuxLabel = strings.Join([]string{l.User, l.Role, l.Type, l.Level}, ":")
+		s.Linux.MountLabel = s.Process.SelinuxLabel
+	}
+}
+
+func profileName(p *Profile) string {
+	switch p.Type {
+	case ProfileRuntimeDefault:
+		return "runtime/default"
+	case ProfileLocalhost:
+		return "localhost/" + p.LocalhostRef
+	}
+	return "unconfined"
+}
+
+// errNoSignal is returned by signalNumber for names it does not know.
+var errNoSignal = errors.New("unknown signal")
+
+// signalNumber reads a signal as the CRI enum names it (SIGRTMINPLUS1,
+// SIGIOT…), as an image's STOPSIGNAL may (SIGRTMIN+3, TERM, 15).
+func signalNumber(s string) (unix.Signal, error) {
+	if n, ok := parseUint(s); ok {
+		if n > 0 && n <= 64 {
+			return unix.Signal(n), nil
+		}
+		return 0, errNoSignal
+	}
+	name := strings.ToUpper(strings.TrimSpace(s))
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	switch name {
+	case "SIGIOT":
+		return unix.SIGABRT, nil
+	case "SIGCLD":
+		return unix.SIGCHLD, nil
+	case "SIGPOLL":
+		return unix.SIGIO, nil
+	case "SIGRTMIN":
+		return sigRTMin, nil
+	case "SIGRTMAX":
+		return sigRTMax, nil
+	}
+	for _, pfx := range []string{"SIGRTMINPLUS", "SIGRTMIN+"} {
+		if rest, ok := strings.CutPrefix(name, pfx); ok {
+			if n, ok := parseUint(rest); ok && sigRTMin+unix.Signal(n) <= sigRTMax {
+				return sigRTMin + unix.Signal(n), nil
+			}
+			return 0, errNoSignal
+		}
+	}
+	for _, pfx := range []string{"SIGRTMAXMINUS", "SIGRTMAX-"} {
+		if rest, ok := strings.CutPrefix(name, pfx); ok {
+			if n, ok := parseUint(rest); ok && sigRTMax-unix.Signal(n) >= sigRTMin {
+				return sigRTMax - unix.Signal(n), nil
+			}
+			return 0, errNoSignal
+		}
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, errNoSignal
+}
+
+// The real-time signal range as Linux and the CRI enum number it.
+const (
+	sigRTMin unix.Signal = 34
+	sigRTMax unix.Signal = 64
+)
+
+// signalName is the CRI enum name of sig without its SIGNAL_ prefix.
+func signalName(sig unix.Signal) string {
+	switch {
+	case sig == sigRTMin:
+		return "SIGRTMIN"
+	case sig == sigRTMax:
+		return "SIGRTMAX"
+	case sig > sigRTMin && sig <= sigRTMin+15:
+		return fmt.Sprintf("SIGRTMINPLUS%d", sig-sigRTMin)
+	case sig > sigRTMin+15 && sig < sigRTMax:
+		return fmt.Sprintf("SIGRTMAXMINUS%d", sigRTMax-sig)
+	}
+	return unix.SignalName(sig)
+}
+
+func parseUint(s string) (int, bool) {
+	if s == "" || len(s) > 3 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}

@@ -1,0 +1,23 @@
+package cri
+
+import (
+	"context"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// UpdatePodSandboxResources applies the kubelet's pod-level limits (in-place
+// pod resize) to the pod's cgroup. The pod cgroup is the kubelet's
+// cgroup_parent; pkg/container writes it, so pkg/sandbox stays untouched.
+func (s *Server) UpdatePodSandboxResources(ctx context.Context, r *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
+	if r.GetPodSandboxId() == "" {
+		return nil, invalid("pod_sandbox_id is empty")
+	}
+	if r.GetResources() == nil {
+		return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
+	}
+	if err := s.containers.UpdatePodResources(r.GetPodSandboxId(), resources(r.GetResources())); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
+}
