@@ -29,6 +29,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "warning: not root, the end-to-end tests will skip" >&2
 fi
 step e2e go test -count=1 -v -timeout 20m -run "${E2E_RUN:-.}" ./test/e2e/...
+step network go test -count=1 -v -timeout 15m ./test/network/...
 if [ "${POD_SHIM_BENCH:-}" = 1 ]; then
 	step bench go test -count=1 -run '^$' -bench PodReady -benchtime 1x -timeout 20m ./test/e2e/
 fi
