@@ -46,6 +46,7 @@ type Manager struct {
 	names    map[string]string // reserved name → sandbox id
 	monitors map[string]*monitor.Client
 	locks    map[string]*sync.Mutex
+	pending  map[string]*pendingRun // by reserved name: Runs whose client may retry
 
 	pauseOnce   sync.Once
 	builtinRoot string
@@ -63,6 +64,7 @@ func New(opts Options) (*Manager, error) {
 		names:    map[string]string{},
 		monitors: map[string]*monitor.Client{},
 		locks:    map[string]*sync.Mutex{},
+		pending:  map[string]*pendingRun{},
 	}
 	all, err := store.List[Sandbox](opts.DB, bucket)
 	if err != nil {

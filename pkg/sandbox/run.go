@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
@@ -41,11 +42,78 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (*Sandbox, error) {
 
 	m.mu.Lock()
 	if other, ok := m.names[name]; ok {
+		p := m.pending[name]
 		m.mu.Unlock()
+		if p != nil {
+			// A retry of a Run whose client gave up: answer with that
+			// Run's outcome instead of "name is reserved" (the kubelet
+			// retries with the same metadata after its deadline).
+			return m.collect(ctx, name, p)
+		}
 		return nil, fmt.Errorf("name %q is reserved by sandbox %s: %w", name, other, ErrAlreadyExists)
 	}
 	m.names[name] = sb.ID
+	p := &pendingRun{done: make(chan struct{})}
+	m.pending[name] = p
 	m.mu.Unlock()
+
+	// The work goes on after the client's deadline, so that a slow CNI
+	// plugin does not turn every retry into a new pod and a leaked IP.
+	go func() {
+		p.sb, p.err = m.run(context.WithoutCancel(ctx), sb, name)
+		close(p.done)
+		// If the client gave up, keep the outcome for its retry for a
+		// while, then forget it.
+		time.AfterFunc(pendingKeep, func() {
+			m.mu.Lock()
+			if m.pending[name] == p {
+				delete(m.pending, name)
+			}
+			m.mu.Unlock()
+		})
+	}()
+	return m.collect(ctx, name, p)
+}
+
+// collect waits for a pending Run. Whoever receives its outcome retires it,
+// so only a Run whose client gave up answers a later call with that name.
+func (m *Manager) collect(ctx context.Context, name string, p *pendingRun) (*Sandbox, error) {
+	sb, err := p.wait(ctx)
+	if ctx.Err() == nil {
+		m.mu.Lock()
+		if m.pending[name] == p {
+			delete(m.pending, name)
+		}
+		m.mu.Unlock()
+	}
+	return sb, err
+}
+
+// pendingKeep is how long the outcome of a Run stays available to a retry.
+const pendingKeep = 5 * time.Minute
+
+// runTimeout bounds a Run that continues after its client gave up.
+const runTimeout = 4 * time.Minute
+
+// pendingRun is a Run in progress or recently finished.
+type pendingRun struct {
+	done chan struct{}
+	sb   *Sandbox
+	err  error
+}
+
+func (p *pendingRun) wait(ctx context.Context) (*Sandbox, error) {
+	select {
+	case <-p.done:
+		return p.sb, p.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("sandbox creation continues in the background; retry with the same metadata for its result: %w", ctx.Err())
+	}
+}
+
+func (m *Manager) run(ctx context.Context, sb *Sandbox, name string) (*Sandbox, error) {
+	ctx, cancel := context.WithTimeout(ctx, runTimeout)
+	defer cancel()
 	unlock := m.lock(sb.ID)
 	defer unlock()
 
@@ -55,6 +123,7 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (*Sandbox, error) {
 		m.unreserve(name, sb.ID)
 		return nil, fmt.Errorf("record sandbox: %w", err)
 	}
+	failpoint.Hit("sandbox-run-after-intent")
 	if err := m.create(ctx, sb); err != nil {
 		// Undo with a fresh context: the request's may be what expired.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -64,11 +133,12 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (*Sandbox, error) {
 		}
 		return nil, err
 	}
+	failpoint.Hit("sandbox-run-before-ready")
 	sb.State = StateReady
 	if err := m.save(sb); err != nil {
 		return nil, fmt.Errorf("record sandbox: %w", err)
 	}
-	m.log.Info("sandbox ready", "sandbox", sb.ID, "pod", cfg.Namespace+"/"+cfg.Name, "ip", sb.IP())
+	m.log.Info("sandbox ready", "sandbox", sb.ID, "pod", sb.Config.Namespace+"/"+sb.Config.Name, "ip", sb.IP())
 	return sb, nil
 }
 
@@ -93,17 +163,18 @@ func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 	}
 	m.dropMonitor(sb.ID)
 	if !sb.HostNetwork() {
-		if sb.Network != nil || sb.NetNSPath != "" {
-			// DEL even without a result: the plugin may have allocated
-			// before failing.
-			if err := m.opts.Network.Teardown(ctx, m.podNetwork(sb), sb.Network); err != nil {
-				errs = append(errs, err)
-			}
+		// The netns path is a function of the id, so a crash right after
+		// pinning it, before any record of it, still finds it; and DEL runs
+		// even without a result, as the plugin may have allocated before
+		// failing or before the daemon died.
+		if sb.NetNSPath == "" {
+			sb.NetNSPath = m.netnsPath(sb.ID)
 		}
-		if sb.NetNSPath != "" {
-			if err := network.RemoveNetNS(sb.NetNSPath); err != nil {
-				errs = append(errs, err)
-			}
+		if err := m.opts.Network.Teardown(ctx, m.podNetwork(sb), sb.Network); err != nil {
+			errs = append(errs, err)
+		}
+		if err := network.RemoveNetNS(sb.NetNSPath); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if sb.PauseImage != "" {
@@ -131,15 +202,14 @@ func (m *Manager) create(ctx context.Context, sb *Sandbox) error {
 		return fmt.Errorf("create pod dir: %w", err)
 	}
 	if !sb.HostNetwork() {
-		path, err := network.NewNetNS(filepath.Join(m.opts.StateDir, "netns"), sb.ID)
+		// No record update here: undo and recovery derive the path from
+		// the id, which saves a store commit (an fsync) per pod start.
+		path, err := network.NewNetNS(filepath.Dir(m.netnsPath(sb.ID)), sb.ID)
 		if err != nil {
 			return fmt.Errorf("create network namespace: %w", err)
 		}
 		sb.NetNSPath = path
-		// Record the path before CNI runs: recovery must find the netns.
-		if err := m.save(sb); err != nil {
-			return err
-		}
+		failpoint.Hit("sandbox-run-after-netns")
 	}
 
 	netDone := make(chan error, 1)
@@ -439,4 +509,9 @@ func validateSysctl(key, value string, ns Namespaces) error {
 		return fmt.Errorf("sysctl %s is not namespaced: setting it in a pod would change the node", key)
 	}
 	return nil
+}
+
+// netnsPath is where a sandbox's network namespace is pinned.
+func (m *Manager) netnsPath(id string) string {
+	return filepath.Join(m.opts.StateDir, "netns", id)
 }
