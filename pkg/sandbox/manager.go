@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
@@ -230,6 +231,7 @@ func (m *Manager) stop(ctx context.Context, sb *Sandbox) error {
 	if err := m.stopPause(ctx, sb); err != nil {
 		return err
 	}
+	failpoint.Hit("sandbox-stop-after-pause")
 	// Not ready from here on, even if the network part fails: the kubelet
 	// retries Stop, and Stop retries the DEL.
 	if sb.State != StateNotReady {
@@ -280,6 +282,7 @@ func (m *Manager) teardownNetwork(ctx context.Context, sb *Sandbox) error {
 			return fmt.Errorf("remove netns: %w", err)
 		}
 	}
+	failpoint.Hit("sandbox-stop-after-teardown")
 	sb.NetworkTornDown = true
 	return m.save(sb)
 }
@@ -301,6 +304,7 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	if err := m.release(ctx, sb); err != nil {
 		return err
 	}
+	failpoint.Hit("sandbox-remove-after-release")
 	if err := m.opts.DB.Delete(bucket, sb.ID); err != nil {
 		return err
 	}
