@@ -22,12 +22,14 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/config"
 	"github.com/pod-shim/pod-shim/pkg/container"
 	"github.com/pod-shim/pod-shim/pkg/cri"
+	"github.com/pod-shim/pod-shim/pkg/events"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/runtime"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 	"github.com/pod-shim/pod-shim/pkg/stats"
 	"github.com/pod-shim/pod-shim/pkg/store"
+	"github.com/pod-shim/pod-shim/pkg/streaming"
 )
 
 // stringList is a repeatable flag.
@@ -49,6 +51,9 @@ func serve(args []string) int {
 	runtimePath := fs.String("runtime", "", "OCI runtime (runc) binary")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	cgroupDriver := fs.String("cgroup-driver", "", "cgroupfs or systemd")
+	streamAddr := fs.String("stream-address", "", "address of the exec/attach/port-forward server")
+	streamPort := fs.Int("stream-port", -1, "port of the exec/attach/port-forward server (0 = any free port)")
+	metricsAddr := fs.String("metrics-address", "", "host:port for Prometheus /metrics (empty = off)")
 	var insecure stringList
 	fs.Var(&insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +84,11 @@ func serve(args []string) int {
 	override(&cfg.Runtime.Path, *runtimePath)
 	override(&cfg.LogLevel, *logLevel)
 	override(&cfg.CgroupDriver, *cgroupDriver)
+	override(&cfg.StreamServer.Address, *streamAddr)
+	override(&cfg.MetricsAddress, *metricsAddr)
+	if *streamPort >= 0 {
+		cfg.StreamServer.Port = *streamPort
+	}
 	if *cniBin != "" {
 		cfg.CNI.BinDirs = filepath.SplitList(*cniBin)
 	}
@@ -183,11 +193,27 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cgroups for stats: %w", err)
 	}
+	streamTLS, err := streamTLSConfig(cfg.StreamServer)
+	if err != nil {
+		return err
+	}
+	streams, err := streaming.Start(streaming.Options{
+		Address: cfg.StreamServer.Address, Port: cfg.StreamServer.Port, TLS: streamTLS,
+		IdleTimeout: cfg.StreamServer.IdleTimeout.Duration,
+		Containers:  containers, Sandboxes: sandboxes, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer streams.Close()
+	log.Info("stream server listening", "address", streams.Addr())
 	srv := cri.New(cri.Options{
 		Sandboxes: sandboxes, Containers: containers, Images: images, Network: net,
 		CgroupDriver: cfg.CgroupDriver, RuntimePath: runtimeBin, PullTimeout: cfg.ImagePullTimeout.Duration, Logger: log,
 		Stats: stats.NewCollector(cgroups), LayerRoot: filepath.Join(cfg.Root, "image", "containers"),
+		Streamer: streams, Events: events.New(),
 	})
+	go srv.RunNodeServices(ctx)
 	g := grpc.NewServer(srv.Interceptors()...)
 	srv.Register(g)
 

@@ -30,6 +30,30 @@ type Config struct {
 	Registry         Registry `toml:"registry" comment:"image registries: plain-HTTP hosts and mirrors"`
 	MaxLogLine       int      `toml:"max_container_log_line_size" comment:"container log lines longer than this many bytes are split into partial (P) records"`
 	ImagePullTimeout Duration `toml:"image_pull_timeout" comment:"upper bound of one image pull"`
+
+	// Node services: streaming sessions and metrics.
+	StreamServer   StreamServer `toml:"stream_server" comment:"the HTTP server kubectl/crictl exec, attach and port-forward sessions connect to"`
+	MetricsAddress string       `toml:"metrics_address" comment:"host:port serving Prometheus /metrics (and /debug/pprof); empty disables it"`
+
+	// Container runtimes: RuntimeClass handlers and CDI devices.
+	Runtimes    map[string]RuntimeHandler `toml:"runtimes" comment:"RuntimeClass handlers by name, e.g. [runtimes.crun] path = \"/usr/bin/crun\"; \"\" and \"runc\" are always the [runtime] above"`
+	CDISpecDirs []string                  `toml:"cdi_spec_dirs" comment:"directories of CDI device specs, later ones overriding earlier"`
+}
+
+// RuntimeHandler is one RuntimeClass handler: an OCI runtime with runc's CLI.
+type RuntimeHandler struct {
+	Path    string            `toml:"path" comment:"runtime binary (name looked up in PATH, or absolute path)"`
+	Root    string            `toml:"root" comment:"its --root; empty means <state>/runtimes/<handler name>"`
+	Options map[string]string `toml:"options" comment:"runtime options; \"systemd_cgroup\" = \"true\" passes --systemd-cgroup"`
+}
+
+// StreamServer configures the exec/attach/port-forward server.
+type StreamServer struct {
+	Address     string   `toml:"address" comment:"address to listen on; keep it on loopback unless TLS is set"`
+	Port        int      `toml:"port" comment:"TCP port; 0 picks a free one"`
+	TLSCert     string   `toml:"tls_cert" comment:"PEM certificate; with tls_key serves HTTPS"`
+	TLSKey      string   `toml:"tls_key" comment:"PEM private key of tls_cert"`
+	IdleTimeout Duration `toml:"idle_timeout" comment:"a session with no traffic for this long is closed"`
 }
 
 // Runtime names the OCI runtime binary.
@@ -86,6 +110,9 @@ func Default() Config {
 		Registry:         Registry{Insecure: []string{}, Mirrors: map[string][]string{}},
 		MaxLogLine:       16 * 1024,
 		ImagePullTimeout: Duration{10 * time.Minute},
+		StreamServer:     StreamServer{Address: "127.0.0.1", IdleTimeout: Duration{4 * time.Hour}},
+		Runtimes:         map[string]RuntimeHandler{},
+		CDISpecDirs:      []string{"/etc/cdi", "/var/run/cdi"},
 	}
 }
 
@@ -127,6 +154,11 @@ func (c Config) Validate() error {
 	}
 	if c.Listen == "" || c.Root == "" || c.State == "" {
 		return errors.New("listen, root and state must be set")
+	}
+	for name, h := range c.Runtimes {
+		if name == "" || h.Path == "" {
+			return fmt.Errorf("runtimes.%q: a handler needs a name and a path", name)
+		}
 	}
 	if c.MaxLogLine < 1024 {
 		return fmt.Errorf("max_container_log_line_size %d: must be at least 1024", c.MaxLogLine)

@@ -220,3 +220,5 @@ func psiOf(p *stats.PSI) *runtimeapi.PsiStats {
 func unavailable(what string) error {
 	return status.Errorf(codes.Unavailable, "%s is not configured in this daemon", what)
 }
+
+func unavailableErr(msg string) error { return status.Error(codes.Unavailable, msg) }

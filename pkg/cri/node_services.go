@@ -1,10 +1,24 @@
 package cri
 
+import "context"
+
 // initNodeServices sets up the parts of the server beyond the lifecycle
 // RPCs: stats, streaming, events and metrics. Kept apart from New so those
 // parts grow here without touching the core wiring.
 func (s *Server) initNodeServices(o Options) {
 	if o.Stats != nil {
 		s.stats = newStatsSource(o.Stats, o.LayerRoot)
+	}
+	s.streamer = o.Streamer
+	if o.Events != nil {
+		s.lifecycle = newLifecycle(s, o.Events)
+	}
+}
+
+// RunNodeServices runs the background work of the node services (the
+// events poller) until ctx ends.
+func (s *Server) RunNodeServices(ctx context.Context) {
+	if s.lifecycle != nil {
+		s.lifecycle.run(ctx)
 	}
 }

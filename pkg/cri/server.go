@@ -17,6 +17,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/pod-shim/pod-shim/pkg/container"
+	"github.com/pod-shim/pod-shim/pkg/events"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
@@ -49,6 +50,10 @@ type Options struct {
 	// holding each container's writable layer as <id>/upper.
 	Stats     *stats.Collector
 	LayerRoot string
+	// Streamer serves Exec, Attach and PortForward sessions.
+	Streamer Streamer
+	// Events receives container lifecycle events for GetContainerEvents.
+	Events *events.Broker
 }
 
 // Server implements the CRI RuntimeService and ImageService.
@@ -68,7 +73,9 @@ type Server struct {
 
 	// Node services of issue 5 (stats, streaming, events, metrics); set
 	// up by initNodeServices, each nil when not configured.
-	stats *statsSource
+	stats     *statsSource
+	streamer  Streamer
+	lifecycle *lifecycle
 }
 
 // New returns a Server.
@@ -95,7 +102,7 @@ func (s *Server) Register(g *grpc.Server) {
 // errors become gRPC codes.
 func (s *Server) Interceptors() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor, s.eventsInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}
 }

@@ -214,6 +214,10 @@ func (m *monitor) handle(ctx context.Context, conn net.Conn) {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
+	if req.Method == methodExecStream { // more follows on conn: see stream.go
+		m.execStream(ctx, conn, req.Params)
+		return
+	}
 
 	// The client sends nothing after its request, so a read that returns
 	// means it hung up (or its context ended): cancel the handler.

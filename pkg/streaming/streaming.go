@@ -1,0 +1,335 @@
+// Package streaming serves exec, attach and port-forward sessions for
+// kubectl and crictl. The HTTP/SPDY/WebSocket protocol work is done by
+// k8s.io/cri-streaming, the library the kubelet's CRI API points runtimes to
+// (containerd and CRI-O use it too), so clients get exactly the protocol
+// versions the kubelet speaks; this package supplies the Runtime side:
+// processes through the pod's monitor and sockets inside the pod's netns.
+package streaming
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	criapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
+	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	utilexec "k8s.io/utils/exec"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/container"
+	"github.com/pod-shim/pod-shim/pkg/monitor"
+	"github.com/pod-shim/pod-shim/pkg/oci"
+	"github.com/pod-shim/pod-shim/pkg/sandbox"
+)
+
+// Options configure the stream server.
+type Options struct {
+	Address     string // host to listen on; default 127.0.0.1
+	Port        int    // 0 picks a free port
+	TLS         *tls.Config
+	IdleTimeout time.Duration // 0 = the library's default (4 h)
+	Containers  *container.Manager
+	Sandboxes   *sandbox.Manager
+	Logger      *slog.Logger
+}
+
+// Server is the running stream server.
+type Server struct {
+	lib  streaming.Server
+	http *http.Server
+	ln   net.Listener
+	log  *slog.Logger
+	rt   *runtime
+}
+
+// Start listens and serves in the background until Close.
+func Start(o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Address == "" {
+		o.Address = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(o.Address, strconv.Itoa(o.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("stream server: %w", err)
+	}
+	cfg := streaming.DefaultConfig
+	cfg.Addr = ln.Addr().String()
+	scheme := "http"
+	if o.TLS != nil {
+		scheme = "https"
+		cfg.TLSConfig = o.TLS
+	}
+	// The URL handed to clients names the bound port, known only now.
+	cfg.BaseURL = &url.URL{Scheme: scheme, Host: cfg.Addr}
+	if o.IdleTimeout > 0 {
+		cfg.StreamIdleTimeout = o.IdleTimeout
+	}
+	rt := &runtime{containers: o.Containers, sandboxes: o.Sandboxes, log: o.Logger}
+	lib, err := streaming.NewServer(cfg, rt)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{lib: lib, ln: ln, log: o.Logger, rt: rt,
+		http: &http.Server{Handler: lib, ReadHeaderTimeout: 30 * time.Second, TLSConfig: o.TLS}}
+	go func() {
+		var err error
+		if o.TLS != nil {
+			err = s.http.ServeTLS(ln, "", "")
+		} else {
+			err = s.http.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("stream server stopped", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops listening and ends open sessions (their processes are killed
+// by the monitors when the sessions' connections close).
+func (s *Server) Close() error {
+	err := s.http.Close()
+	s.rt.wg.Wait()
+	return err
+}
+
+// GetExec validates and returns the URL a client opens for an exec.
+func (s *Server) GetExec(r *criapi.ExecRequest) (*criapi.ExecResponse, error) {
+	return s.lib.GetExec(r)
+}
+
+// GetAttach returns the URL a client opens for an attach.
+func (s *Server) GetAttach(r *criapi.AttachRequest) (*criapi.AttachResponse, error) {
+	return s.lib.GetAttach(r)
+}
+
+// GetPortForward returns the URL a client opens for a port-forward.
+func (s *Server) GetPortForward(r *criapi.PortForwardRequest) (*criapi.PortForwardResponse, error) {
+	return s.lib.GetPortForward(r)
+}
+
+// runtime is the library's Runtime: it runs the sessions.
+type runtime struct {
+	containers *container.Manager
+	sandboxes  *sandbox.Manager
+	log        *slog.Logger
+	wg         sync.WaitGroup
+}
+
+// ErrUnsupported marks what this runtime cannot do yet.
+var ErrUnsupported = errors.New("not supported")
+
+// outputDrain bounds the wait for output after the process ended: a child
+// it left behind may hold the pipes open forever.
+const outputDrain = 2 * time.Second
+
+func (r *runtime) Exec(ctx context.Context, containerID string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	r.wg.Add(1)
+	defer r.wg.Done()
+	c, err := r.containers.Get(containerID)
+	if err != nil {
+		return err
+	}
+	if c.State != container.StateRunning {
+		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, container.ErrState)
+	}
+	sb, err := r.sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return err
+	}
+	spec, err := oci.ReadBundle(c.Bundle)
+	if err != nil {
+		return fmt.Errorf("read container spec: %w", err)
+	}
+	proc := *spec.Process
+	proc.Args = cmd
+	proc.Terminal = tty
+	proc.ConsoleSize = nil
+	if tty {
+		proc.Env = append(proc.Env, "TERM=xterm")
+	}
+	mon, err := r.sandboxes.Monitor(ctx, sb)
+	if err != nil {
+		return err
+	}
+	// The session ends the exec: cancelling sctx closes the monitor
+	// connection, and the monitor kills the process.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if tty {
+		return r.execTTY(sctx, cancel, mon, c.ID, proc, in, out, resize)
+	}
+	return r.execPipes(sctx, cancel, mon, c.ID, proc, in, out, errw)
+}
+
+func (r *runtime) execPipes(ctx context.Context, cancel context.CancelFunc, mon *monitor.Client, id string, proc specs.Process, in io.Reader, out, errw io.WriteCloser) error {
+	var ours, theirs []*os.File
+	defer func() { closeFiles(ours); closeFiles(theirs) }()
+	var stdio monitor.StreamStdio
+	var stdinW *os.File
+	if in != nil {
+		rd, wr, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		stdio.Stdin, stdinW = rd, wr
+		theirs, ours = append(theirs, rd), append(ours, wr)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	theirs, ours = append(theirs, outW), append(ours, outR)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	theirs, ours = append(theirs, errW), append(ours, errR)
+	stdio.Stdout, stdio.Stderr = outW, errW
+
+	es, err := mon.ExecStream(ctx, monitor.StreamExecRequest{ContainerID: id, Process: proc, Stdin: in != nil}, stdio)
+	if err != nil {
+		return err
+	}
+	defer es.Close()
+	closeFiles(theirs) // the monitor has its own copies now
+	theirs = nil
+
+	var copiers sync.WaitGroup
+	copyOut := func(dst io.Writer, src *os.File) {
+		defer copiers.Done()
+		if _, err := io.Copy(dst, src); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// The client went away: nobody reads this session any more.
+			cancel()
+		}
+	}
+	copiers.Add(2)
+	go copyOut(nopCloser(out), outR)
+	go copyOut(nopCloser(errw), errR)
+	if in != nil {
+		go func() {
+			io.Copy(stdinW, in)
+			stdinW.Close()
+		}()
+	}
+	code, werr := es.Wait(ctx)
+	waitOrCut(&copiers, outputDrain, outR, errR)
+	if werr != nil {
+		return werr
+	}
+	if code != 0 {
+		return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", code), Code: code}
+	}
+	return nil
+}
+
+func (r *runtime) execTTY(ctx context.Context, cancel context.CancelFunc, mon *monitor.Client, id string, proc specs.Process, in io.Reader, out io.WriteCloser, resize <-chan remotecommand.TerminalSize) error {
+	es, err := mon.ExecStream(ctx, monitor.StreamExecRequest{ContainerID: id, Process: proc}, monitor.StreamStdio{})
+	if err != nil {
+		return err
+	}
+	defer es.Close()
+	master := es.Console
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	if resize != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case sz, ok := <-resize:
+					if !ok {
+						return
+					}
+					unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Height, Col: sz.Width})
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		// EIO once the process's side of the pty is gone.
+		if _, err := io.Copy(nopCloser(out), master); err != nil && !isPtyEnd(err) {
+			cancel()
+		}
+	}()
+	if in != nil {
+		go func() { io.Copy(master, in) }() // ends when the master is closed
+	}
+	code, werr := es.Wait(ctx)
+	select {
+	case <-outDone:
+	case <-time.After(outputDrain):
+	}
+	close(done)
+	es.Close()
+	wg.Wait()
+	if werr != nil {
+		return werr
+	}
+	if code != 0 {
+		return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", code), Code: code}
+	}
+	return nil
+}
+
+func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	return fmt.Errorf("attach: %w", ErrUnsupported)
+}
+
+func isPtyEnd(err error) bool {
+	return errors.Is(err, unix.EIO) || errors.Is(err, os.ErrClosed)
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+func nopCloser(w io.Writer) io.Writer { return nopWriteCloser{w} }
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// waitOrCut waits for wg; past d it makes the pending reads on files fail.
+func waitOrCut(wg *sync.WaitGroup, d time.Duration, files ...*os.File) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(d):
+	}
+	for _, f := range files {
+		f.SetReadDeadline(time.Now())
+	}
+	<-done
+}

@@ -1,0 +1,135 @@
+package streaming
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// ptyConsole is crictl running in a pty, as a user at a terminal.
+type ptyConsole struct {
+	cmd  *exec.Cmd
+	f    interface{ Write([]byte) (int, error) }
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	done chan struct{}
+
+	resize func(rows, cols uint16) error
+}
+
+func (d *daemon) crictlPTY(t *testing.T, args ...string) *ptyConsole {
+	t.Helper()
+	full := append([]string{"--config", d.crictlY, "--runtime-endpoint", "unix://" + d.sock, "--timeout", "30s"}, args...)
+	cmd := exec.Command(crictlPath(), full...)
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &ptyConsole{cmd: cmd, f: f, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		b := make([]byte, 4096)
+		for {
+			n, err := f.Read(b)
+			c.mu.Lock()
+			c.buf.Write(b[:n])
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		f.Close()
+	})
+	c.resize = func(rows, cols uint16) error { return pty.Setsize(f, &pty.Winsize{Rows: rows, Cols: cols}) }
+	return c
+}
+
+func (c *ptyConsole) expect(t *testing.T, what string) {
+	t.Helper()
+	eventually(t, "terminal shows "+what, 30*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !strings.Contains(c.buf.String(), what) {
+			return fmt.Errorf("terminal so far: %q", c.buf.String())
+		}
+		return nil
+	})
+}
+
+// TestExecTTY: crictl exec -it in a pty runs commands and sees the window
+// size change; exit status of the shell comes back.
+func TestExecTTY(t *testing.T) {
+	requireHost(t)
+	d := startDaemon(t)
+	_, ctr := d.podWith("tty", "sleep 100000")
+
+	c := d.crictlPTY(t, "exec", "-it", ctr, "sh")
+	io.WriteString(c.f.(io.Writer), "echo tty-$((40+2)); stty size\n")
+	c.expect(t, "tty-42")
+	c.expect(t, "24 80")
+	if err := c.resize(33, 111); err != nil {
+		t.Fatal(err)
+	}
+	// crictl forwards SIGWINCH as a resize; poll until the shell sees it.
+	eventually(t, "window size change seen in the container", 30*time.Second, func() error {
+		io.WriteString(c.f.(io.Writer), "stty size\n")
+		time.Sleep(200 * time.Millisecond)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !strings.Contains(c.buf.String(), "33 111") {
+			return errors.New("no 33 111 yet")
+		}
+		return nil
+	})
+	io.WriteString(c.f.(io.Writer), "tty; exit 3\n")
+	c.expect(t, "/dev/pts/")
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("crictl exec -it did not end after the shell exited")
+	}
+	err := c.cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Errorf("crictl exec -it of a shell exiting 3: %v", err)
+	}
+}
+
+// TestExecExitCode: non-tty crictl exec passes output, stdin and the exit code.
+func TestExecExitCode(t *testing.T) {
+	requireHost(t)
+	d := startDaemon(t)
+	_, ctr := d.podWith("nontty", "sleep 100000")
+
+	out := d.crictl("exec", ctr, "sh", "-c", "echo out-ok; echo err-ok >&2")
+	if !strings.Contains(out, "out-ok") {
+		t.Errorf("exec stdout %q", out)
+	}
+	_, err := d.crictlErr("exec", ctr, "sh", "-c", "exit 7")
+	// crictl 1.37 exits 1 and names the command's code in its error text.
+	if err == nil || !strings.Contains(err.Error(), "exit code 7") {
+		t.Errorf("crictl exec of exit 7: %v", err)
+	}
+	// stdin reaches the process and its EOF ends it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, crictlPath(), "--config", d.crictlY, "--runtime-endpoint", "unix://"+d.sock, "exec", "-i", ctr, "sh", "-c", "tr a-z A-Z")
+	cmd.Stdin = strings.NewReader("piped through\n")
+	got, err := cmd.Output()
+	if err != nil || !strings.Contains(string(got), "PIPED THROUGH") {
+		t.Errorf("exec -i: %q, %v", got, err)
+	}
+}
