@@ -28,6 +28,9 @@ step build bash hack/build.sh
 if [ "$(id -u)" != 0 ]; then
 	echo "warning: not root, the end-to-end tests will skip" >&2
 fi
+# The packages' own integration tests (real runc, CNI, overlayfs, registry on
+# 127.0.0.1): -short above skips them, and as root here they run.
+step integration go test -count=1 -timeout 15m ./pkg/...
 step e2e go test -count=1 -v -timeout 20m -run "${E2E_RUN:-.}" ./test/e2e/...
 step network go test -count=1 -v -timeout 15m ./test/network/...
 if [ "${POD_SHIM_BENCH:-}" = 1 ]; then
