@@ -181,9 +181,11 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err := sandboxes.Recover(ctx); err != nil {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}
+	handlers, runtimes := runtimeHandlers(cfg, runtimeBin, runtimeRoot)
 	containers, err := container.New(container.Options{
 		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
 		CgroupDriver: cfg.CgroupDriver, Runtime: runtime.New(runtimeBin, runtimeRoot), Logger: log,
+		Handlers: handlers, Runtimes: runtimes, CDISpecDirs: cfg.CDISpecDirs,
 	})
 	if err != nil {
 		return err

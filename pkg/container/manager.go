@@ -40,6 +40,9 @@ type Options struct {
 	// Runtimes are the OCI runtimes by RuntimeClass handler, for
 	// UpdateContainerResources; a handler missing here uses Runtime.
 	Runtimes map[string]*runtime.Runtime
+	// Handlers are the node's RuntimeClass handlers; nil knows only the
+	// default. RunPodSandbox and Status consult them through Handlers().
+	Handlers *runtime.Handlers
 	// Runtime is used at recovery, to learn what runc knows of a
 	// container whose start the previous daemon did not finish recording.
 	Runtime *runtime.Runtime
@@ -92,6 +95,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	return m, nil
 }
+
+// Handlers returns the node's RuntimeClass handlers.
+func (m *Manager) Handlers() *runtime.Handlers { return m.opts.Handlers }
 
 // reservedName is the kubelet's identity of a container in its pod.
 func reservedName(c *Config, sb *sandbox.Sandbox) string {

@@ -16,8 +16,8 @@ func (s *Server) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandboxR
 	if cfg == nil || cfg.GetMetadata() == nil {
 		return nil, invalid("sandbox config must include metadata")
 	}
-	if h := r.GetRuntimeHandler(); h != "" && h != "runc" {
-		return nil, invalid("unknown runtime handler %q", h)
+	if _, ok := s.containers.Handlers().Get(r.GetRuntimeHandler()); !ok {
+		return nil, invalid("unknown runtime handler %q", r.GetRuntimeHandler())
 	}
 	sb, err := s.sandboxes.Run(ctx, sandboxConfig(cfg, r.GetRuntimeHandler()))
 	if err != nil {

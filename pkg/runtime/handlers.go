@@ -1,0 +1,108 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Handler is one RuntimeClass handler: an OCI runtime with runc's CLI.
+type Handler struct {
+	Name    string
+	Binary  string
+	Root    string
+	Options map[string]string
+}
+
+// Features are what a handler's runtime can do, as CRI's Status reports it.
+type Features struct {
+	RecursiveReadOnlyMounts bool
+	UserNamespaces          bool
+}
+
+// Handlers are the node's RuntimeClass handlers. "" (the kubelet's default)
+// and "runc" are always there and are the default runtime.
+type Handlers struct {
+	byName map[string]Handler
+
+	mu       sync.Mutex
+	features map[string]Features
+}
+
+// NewHandlers returns the handler table: def as "" and "runc" unless the
+// table names "runc" itself, plus every entry of others.
+func NewHandlers(def Handler, others map[string]Handler) *Handlers {
+	h := &Handlers{byName: map[string]Handler{}, features: map[string]Features{}}
+	def.Name = ""
+	h.byName[""] = def
+	runc := def
+	runc.Name = "runc"
+	h.byName["runc"] = runc
+	for name, o := range others {
+		o.Name = name
+		h.byName[name] = o
+	}
+	return h
+}
+
+// Get returns the handler named name; ok is false for an unknown one,
+// which RunPodSandbox refuses as InvalidArgument.
+func (h *Handlers) Get(name string) (Handler, bool) {
+	if h == nil {
+		return Handler{}, name == "" || name == "runc"
+	}
+	x, ok := h.byName[name]
+	return x, ok
+}
+
+// Names lists the handlers, "" first.
+func (h *Handlers) Names() []string {
+	if h == nil {
+		return []string{""}
+	}
+	out := make([]string, 0, len(h.byName))
+	for n := range h.byName {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Features asks the handler's runtime what it supports (`<binary>
+// features`), once per handler: Status is polled, runtimes do not change.
+func (h *Handlers) Features(ctx context.Context, name string) Features {
+	x, ok := h.Get(name)
+	if !ok || h == nil {
+		return Features{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f, ok := h.features[x.Binary]; ok {
+		return f
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, x.Binary, "features").Output()
+	f := parseFeatures(out)
+	if err == nil {
+		h.features[x.Binary] = f
+	}
+	return f
+}
+
+// parseFeatures reads the OCI runtime features document. User namespaces
+// are reported off: pod-shim does not map ids (runc 1.1 has no idmapped
+// mounts either).
+func parseFeatures(data []byte) Features {
+	var doc struct {
+		MountOptions []string `json:"mountOptions"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return Features{}
+	}
+	return Features{RecursiveReadOnlyMounts: slices.Contains(doc.MountOptions, "rro")}
+}
