@@ -97,7 +97,13 @@ func New(opts Options) (*Manager, error) {
 }
 
 // Handlers returns the node's RuntimeClass handlers.
-func (m *Manager) Handlers() *runtime.Handlers { return m.opts.Handlers }
+// A nil Manager knows only the default handler.
+func (m *Manager) Handlers() *runtime.Handlers {
+	if m == nil {
+		return nil
+	}
+	return m.opts.Handlers
+}
 
 // reservedName is the kubelet's identity of a container in its pod.
 func reservedName(c *Config, sb *sandbox.Sandbox) string {
