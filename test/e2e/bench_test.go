@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func BenchmarkPodReady(b *testing.B) {
 		_, ref := registry(b)
 		d := startDaemon(b)
 		rs, is := d.client()
-		benchPodReady(b, rs, is, ref, d.logDir)
+		benchPodReady(b, rs, is, ref, d.logDir, d.state)
 	})
 	b.Run("endpoint", func(b *testing.B) {
 		sock := os.Getenv("POD_SHIM_BENCH_ENDPOINT")
@@ -50,11 +51,13 @@ func BenchmarkPodReady(b *testing.B) {
 		}
 		b.Cleanup(func() { os.RemoveAll(logDir) })
 		rs, is := dialCRI(b, sock)
-		benchPodReady(b, rs, is, image, logDir)
+		// The per-pod processes of that runtime are found by this string in
+		// their command line (containerd's shims name the socket).
+		benchPodReady(b, rs, is, image, logDir, sock)
 	})
 }
 
-func benchPodReady(b *testing.B, rs cri.RuntimeServiceClient, is cri.ImageServiceClient, image, logDir string) {
+func benchPodReady(b *testing.B, rs cri.RuntimeServiceClient, is cri.ImageServiceClient, image, logDir, procMatch string) {
 	ctx := context.Background()
 	pull, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -125,6 +128,13 @@ func benchPodReady(b *testing.B, rs cri.RuntimeServiceClient, is cri.ImageServic
 		cancel()
 	}
 	b.StopTimer()
+	// Memory each pod costs the node beyond its own containers: the pod's
+	// monitor/shim and its pause, as proportional set size (shared pages
+	// split among the processes sharing them).
+	if kib, procs := podOverheadPSS(procMatch); procs > 0 {
+		b.ReportMetric(float64(kib)/1024/float64(len(lat)), "overhead-MiB/pod")
+		b.Logf("per-pod runtime processes: %d (shim/monitor + pause), PSS %.1f MiB in all, %.2f MiB per pod", procs, float64(kib)/1024, float64(kib)/1024/float64(len(lat)))
+	}
 
 	slices.Sort(lat)
 	var total time.Duration
@@ -147,4 +157,61 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
 	return sorted[max(rank, 1)-1]
+}
+
+// podOverheadPSS sums the PSS (KiB) of the processes whose command line
+// contains match (a pod-shim monitor names its state dir, a containerd shim
+// its socket) and of their children named pause.
+func podOverheadPSS(match string) (kib int64, procs int) {
+	entries, _ := os.ReadDir("/proc")
+	parents := map[string]bool{}
+	type proc struct{ pid, ppid, comm string }
+	var all []proc
+	for _, e := range entries {
+		pid := e.Name()
+		if pid[0] < '0' || pid[0] > '9' {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(stat)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		fields := strings.Fields(s[close+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		all = append(all, proc{pid: pid, ppid: fields[1], comm: s[open+1 : close]})
+		cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		if strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), match) && !strings.Contains(string(cmd), "serve") && !strings.HasSuffix(strings.SplitN(string(cmd), "\x00", 2)[0], "containerd") {
+			parents[pid] = true
+		}
+	}
+	for _, p := range all {
+		if parents[p.pid] || (parents[p.ppid] && p.comm == "pause") {
+			kib += pssKiB(p.pid)
+			procs++
+		}
+	}
+	return kib, procs
+}
+
+func pssKiB(pid string) int64 {
+	data, err := os.ReadFile("/proc/" + pid + "/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "Pss:") {
+			var v int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "Pss:")), "%d", &v)
+			return v
+		}
+	}
+	return 0
 }
