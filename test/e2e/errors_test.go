@@ -37,8 +37,11 @@ func TestBadInput(t *testing.T) {
 		msg   string       // the message must mention this, when set
 	}{
 		{
-			name:  "RunPodSandbox without metadata",
-			call:  func(ctx context.Context) error { _, err := rs.RunPodSandbox(ctx, &cri.RunPodSandboxRequest{Config: noMeta}); return err },
+			name: "RunPodSandbox without metadata",
+			call: func(ctx context.Context) error {
+				_, err := rs.RunPodSandbox(ctx, &cri.RunPodSandboxRequest{Config: noMeta})
+				return err
+			},
 			codes: []codes.Code{codes.InvalidArgument},
 		},
 		{
@@ -71,8 +74,11 @@ func TestBadInput(t *testing.T) {
 			msg: "127.0.0.1:1",
 		},
 		{
-			name:  "StartContainer of an unknown id",
-			call:  func(ctx context.Context) error { _, err := rs.StartContainer(ctx, &cri.StartContainerRequest{ContainerId: unknownID}); return err },
+			name: "StartContainer of an unknown id",
+			call: func(ctx context.Context) error {
+				_, err := rs.StartContainer(ctx, &cri.StartContainerRequest{ContainerId: unknownID})
+				return err
+			},
 			codes: []codes.Code{codes.NotFound},
 		},
 		{

@@ -398,7 +398,6 @@ func (e *crictlError) Error() string {
 	return fmt.Sprintf("%v; stderr: %s; stdout: %s", e.err, e.stderr, e.stdout)
 }
 
-
 func (e *crictlError) exitCode() int {
 	var ee *exec.ExitError
 	if errors.As(e.err, &ee) {

@@ -81,4 +81,3 @@ func runcStates(list []runcContainer) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
-
