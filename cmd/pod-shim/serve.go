@@ -209,14 +209,20 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}
 	defer streams.Close()
 	log.Info("stream server listening", "address", streams.Addr())
+	broker := events.New()
+	metricsOpts, stopMetrics, err := startMetrics(cfg.MetricsAddress, sandboxes, containers, broker, log)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer stopMetrics()
 	srv := cri.New(cri.Options{
 		Sandboxes: sandboxes, Containers: containers, Images: images, Network: net,
 		CgroupDriver: cfg.CgroupDriver, RuntimePath: runtimeBin, PullTimeout: cfg.ImagePullTimeout.Duration, Logger: log,
 		Stats: stats.NewCollector(cgroups), LayerRoot: filepath.Join(cfg.Root, "image", "containers"),
-		Streamer: streams, Events: events.New(),
+		Streamer: streams, Events: broker,
 	})
 	go srv.RunNodeServices(ctx)
-	g := grpc.NewServer(srv.Interceptors()...)
+	g := grpc.NewServer(append(metricsOpts, srv.Interceptors()...)...)
 	srv.Register(g)
 
 	lis, err := listenUnix(cfg.Listen, cfg.SocketMode)

@@ -1,0 +1,139 @@
+// Package metrics exposes the daemon's Prometheus metrics (per-RPC latency
+// and errors, pods and containers by state, monitors) on an optional HTTP
+// address, with Go's pprof handlers next to them for debugging leaks. It
+// uses github.com/prometheus/client_golang, the reference client, so the
+// exposition format and the lint rules are Prometheus's own.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// Metrics is the daemon's registry and the instruments the gRPC edge feeds.
+type Metrics struct {
+	Registry    *prometheus.Registry
+	rpcDuration *prometheus.HistogramVec
+	rpcErrors   *prometheus.CounterVec
+}
+
+// New returns the metrics with Go runtime and process collectors registered.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		rpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "pod_shim", Name: "cri_request_duration_seconds",
+			Help:    "Latency of CRI gRPC requests by method.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"method"}),
+		rpcErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "pod_shim", Name: "cri_request_errors_total",
+			Help: "CRI gRPC requests that failed, by method and gRPC code.",
+		}, []string{"method", "code"}),
+	}
+	m.Registry.MustRegister(m.rpcDuration, m.rpcErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func method(full string) string { return full[strings.LastIndex(full, "/")+1:] }
+
+func (m *Metrics) observe(full string, start time.Time, err error) {
+	name := method(full)
+	m.rpcDuration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		m.rpcErrors.WithLabelValues(name, status.Code(err).String()).Inc()
+	}
+}
+
+// UnaryInterceptor times every unary RPC.
+func (m *Metrics) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	m.observe(info.FullMethod, start, err)
+	return resp, err
+}
+
+// StreamInterceptor times every streaming RPC over its whole life.
+func (m *Metrics) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	m.observe(info.FullMethod, start, err)
+	return err
+}
+
+// Gauge is a set of labelled values computed at scrape time.
+type Gauge struct {
+	desc *prometheus.Desc
+	fn   func() map[string]float64
+}
+
+// NewGaugeFunc registers a gauge whose values (one per value of label)
+// come from fn on each scrape.
+func (m *Metrics) NewGaugeFunc(name, help, label string, fn func() map[string]float64) {
+	var labels []string
+	if label != "" {
+		labels = []string{label}
+	}
+	m.Registry.MustRegister(&Gauge{desc: prometheus.NewDesc("pod_shim_"+name, help, labels, nil), fn: fn})
+}
+
+// Describe implements prometheus.Collector.
+func (g *Gauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+// Collect implements prometheus.Collector.
+func (g *Gauge) Collect(ch chan<- prometheus.Metric) {
+	for k, v := range g.fn() {
+		if k == "" {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v)
+		} else {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, k)
+		}
+	}
+}
+
+// Server serves /metrics and /debug/pprof/ on addr.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Serve starts the HTTP server in the background.
+func (m *Metrics) Serve(addr string, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server.
+func (s *Server) Close() error { return s.srv.Close() }

@@ -1,0 +1,87 @@
+package streaming
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// TestEvents subscribes twice, runs a pod lifecycle and checks the exact
+// event sequence and the statuses each event carries.
+func TestEvents(t *testing.T) {
+	requireHost(t)
+	d := startDaemon(t)
+	_, ref := registry(t)
+	d.crictl("pull", ref)
+	rs, _ := d.client()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	subA, err := rs.GetContainerEvents(ctx, &cri.GetEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subB, err := rs.GetContainerEvents(ctx, &cri.GetEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let both subscriptions register (no assertion on timing)
+
+	pod, podCfg := d.runPod("ev")
+	ctr := d.startContainer(pod, d.containerConfig("ev", ref, "sh", "-c", "sleep 1; exit 3"), podCfg)
+	// The container exits on its own: STOPPED must come without an RPC.
+	eventually(t, "container exits", 30*time.Second, func() error {
+		var cs containerStatusJSON
+		d.crictlJSON(&cs, "inspect", "-o", "json", ctr)
+		if cs.Status.State != "CONTAINER_EXITED" {
+			return fmt.Errorf("state %s", cs.Status.State)
+		}
+		return nil
+	})
+	d.crictl("rm", ctr)
+	d.crictl("stopp", pod)
+	d.crictl("rmp", pod)
+
+	want := []string{
+		"CONTAINER_CREATED_EVENT " + pod, "CONTAINER_STARTED_EVENT " + pod,
+		"CONTAINER_CREATED_EVENT " + ctr, "CONTAINER_STARTED_EVENT " + ctr,
+		"CONTAINER_STOPPED_EVENT " + ctr, "CONTAINER_DELETED_EVENT " + ctr,
+		"CONTAINER_STOPPED_EVENT " + pod, "CONTAINER_DELETED_EVENT " + pod,
+	}
+	for _, sub := range []cri.RuntimeService_GetContainerEventsClient{subA, subB} {
+		var got []string
+		for len(got) < len(want) {
+			e, err := sub.Recv()
+			if err != nil {
+				t.Fatalf("after %v: %v", got, err)
+			}
+			got = append(got, e.ContainerEventType.String()+" "+e.ContainerId)
+			ps := e.GetPodSandboxStatus()
+			if ps.GetId() != pod {
+				t.Errorf("%s: pod_sandbox_status id %q", got[len(got)-1], ps.GetId())
+			}
+			switch {
+			case e.ContainerId == ctr && e.ContainerEventType != cri.ContainerEventType_CONTAINER_DELETED_EVENT:
+				if len(e.ContainersStatuses) != 1 || e.ContainersStatuses[0].Id != ctr {
+					t.Errorf("%s: containers_statuses %v", got[len(got)-1], e.ContainersStatuses)
+				} else if st := e.ContainersStatuses[0].State; e.ContainerEventType == cri.ContainerEventType_CONTAINER_STOPPED_EVENT && st != cri.ContainerState_CONTAINER_EXITED {
+					t.Errorf("STOPPED event carries state %s", st)
+				}
+				if ps.GetMetadata().GetName() != "ev" {
+					t.Errorf("%s: pod status without metadata: %v", got[len(got)-1], ps)
+				}
+			case e.ContainerId == ctr:
+				if len(e.ContainersStatuses) != 0 {
+					t.Errorf("DELETED container still listed: %v", e.ContainersStatuses)
+				}
+			}
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
