@@ -172,6 +172,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		DB: db, Network: net, Images: images, StateDir: cfg.State,
 		SandboxImage: cfg.SandboxImage, PauseBinary: cfg.PauseBinary,
 		Runtime: runtimeBin, RuntimeRoot: runtimeRoot, CgroupDriver: cfg.CgroupDriver, Executable: monitorExe, Logger: log,
+		Direct: runtime.New(runtimeBin, runtimeRoot),
 	})
 	if err != nil {
 		return err

@@ -349,6 +349,7 @@ func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox
 		return fmt.Errorf("prepare rootfs: %w", err)
 	}
 	c.Rootfs = root
+	failpoint.Hit("container-create-after-rootfs")
 	in := specInput{
 		ID: c.ID, Config: &c.Config, Sandbox: sb, Image: img, Rootfs: root,
 		CgroupDriver: m.opts.CgroupDriver, MinOOMScoreAdj: m.minOOM,
@@ -391,6 +392,10 @@ func (m *Manager) discard(ctx context.Context, c *Container) error {
 			if err := mon.Delete(ctx, c.ID); err != nil {
 				errs = append(errs, fmt.Errorf("delete from runtime: %w", err))
 			}
+		} else if err := m.opts.Sandboxes.ForceDelete(ctx, c.ID); err != nil {
+			// The pod's monitor is gone: runc directly, or the
+			// container would outlive its record.
+			errs = append(errs, fmt.Errorf("delete from runtime without monitor: %w", err))
 		}
 		if err := monitor.RemoveExit(sb.Dir, c.ID); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
@@ -507,7 +512,18 @@ func (m *Manager) stop(ctx context.Context, c *Container, timeout time.Duration)
 	}
 	mon, err := m.opts.Sandboxes.Monitor(ctx, sb)
 	if err != nil {
-		return err
+		// The pod's monitor is dead, so no exit will be recorded: kill
+		// the container through runc and record the exit here.
+		m.log.Warn("stop container without its pod's monitor: killing it through runc", "container", c.ID, "error", err)
+		if err := m.opts.Sandboxes.ForceDelete(ctx, c.ID); err != nil {
+			return fmt.Errorf("kill container without monitor: %w", err)
+		}
+		c.State = StateExited
+		c.ExitCode = 137
+		c.FinishedAt = time.Now()
+		c.Reason = "Error"
+		c.Message = "killed through runc: the pod's monitor was gone"
+		return m.save(c)
 	}
 	if timeout > 0 {
 		sig := parseSignal(c.StopSignal)

@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
 
@@ -133,6 +134,7 @@ func (s *Store) commitImage(ctx context.Context, in ingest) (*Image, error) {
 	}
 	s.flightMu.Unlock()
 
+	failpoint.Hit("image-pull-before-commit")
 	var added layerRecord
 	err = s.db.Update(func(tx *store.Tx) error {
 		added = layerRecord{}
@@ -365,6 +367,7 @@ func (s *Store) fetchLayer(ctx context.Context, l v1.Layer, diffHex string) (unp
 	if got := hexSum(diffHash); got != diffHex {
 		return stats, fmt.Errorf("layer %s: uncompressed content has digest sha256:%s, config says sha256:%s", digest, got, diffHex)
 	}
+	failpoint.Hit("image-pull-after-unpack")
 	if err := blobTmp.Close(); err != nil {
 		return stats, fmt.Errorf("write blob: %w", err)
 	}
@@ -374,6 +377,7 @@ func (s *Store) fetchLayer(ctx context.Context, l v1.Layer, diffHex string) (unp
 	if err := os.Rename(dirTmp, s.layerDir(diffHex)); err != nil {
 		return stats, fmt.Errorf("store layer: %w", err)
 	}
+	failpoint.Hit("image-pull-after-layer")
 	log.Debug("layer unpacked", "bytes", stats.Bytes, "inodes", stats.Inodes)
 	return stats, nil
 }

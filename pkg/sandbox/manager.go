@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/runtime"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
 
@@ -36,6 +38,10 @@ type Options struct {
 	CgroupDriver string
 	Executable   string // re-exec target for monitors; "" = os.Executable()
 	Logger       *slog.Logger
+	// Direct drives runc without the pod's monitor, to kill and delete the
+	// pause container of a pod whose monitor is dead (killed, OOM): without
+	// it such a pod's pause would outlive its removal. nil skips that.
+	Direct *runtime.Runtime
 }
 
 // Manager owns every sandbox of the node.
@@ -252,9 +258,16 @@ func (m *Manager) stopPause(ctx context.Context, sb *Sandbox) error {
 	}
 	c, err := m.Monitor(ctx, sb)
 	if err != nil {
-		// No monitor means nothing of this pod can still be running under
-		// it; a dead monitor's pause is cleaned by runc delete at Remove.
-		m.log.Warn("stop sandbox without monitor", "sandbox", sb.ID, "error", err)
+		// The monitor is dead but pause may well run on: kill it through
+		// runc directly. Remove deletes it the same way.
+		m.log.Warn("stop sandbox without monitor: killing pause through runc", "sandbox", sb.ID, "error", err)
+		if m.opts.Direct == nil {
+			return nil
+		}
+		err := m.opts.Direct.Kill(ctx, sb.ID, syscall.SIGKILL, false)
+		if err != nil && !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, runtime.ErrNotRunning) {
+			return fmt.Errorf("kill pause: %w", err)
+		}
 		return nil
 	}
 	if err := c.Kill(ctx, sb.ID, syscall.SIGKILL, false); err != nil {
@@ -327,6 +340,8 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
 		if err := c.Shutdown(ctx); err != nil {
 			m.log.Warn("monitor shutdown", "sandbox", sb.ID, "error", err)
 		}
+	} else if err := m.deleteWithoutMonitor(ctx, sb); err != nil {
+		return err
 	}
 	m.dropMonitor(sb.ID)
 	if sb.PauseImage != "" {
@@ -362,4 +377,37 @@ func (m *Manager) podNetwork(sb *Sandbox) network.Pod {
 		Annotations:  sb.Config.Annotations,
 		CgroupParent: sb.Config.CgroupParent,
 	}
+}
+
+// deleteWithoutMonitor cleans up after a pod whose monitor does not answer:
+// a monitor process that still exists (hung) is killed, and the pause
+// container is deleted through runc directly.
+func (m *Manager) deleteWithoutMonitor(ctx context.Context, sb *Sandbox) error {
+	if pid := readPid(filepath.Join(sb.Dir, monitor.PidName)); pid > 0 {
+		// The pid file may be stale and the pid reused: only a process
+		// that names this pod's dir is the pod's monitor.
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmdline), sb.Dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if m.opts.Direct == nil {
+		return nil
+	}
+	if err := m.opts.Direct.Delete(ctx, sb.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return fmt.Errorf("delete pause without its monitor: %w", err)
+	}
+	return nil
+}
+
+// ForceDelete kills and deletes a container of the pod through runc
+// directly, for the container manager when the pod's monitor is gone.
+// A container runc does not know is already deleted.
+func (m *Manager) ForceDelete(ctx context.Context, id string) error {
+	if m.opts.Direct == nil {
+		return nil
+	}
+	if err := m.opts.Direct.Delete(ctx, id, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return err
+	}
+	return nil
 }

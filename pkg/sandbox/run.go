@@ -160,6 +160,8 @@ func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 		if err := c.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	} else if err := m.deleteWithoutMonitor(ctx, sb); err != nil {
+		errs = append(errs, err)
 	}
 	m.dropMonitor(sb.ID)
 	if !sb.HostNetwork() {
@@ -220,11 +222,15 @@ func (m *Manager) create(ctx context.Context, sb *Sandbox) error {
 			res, err := m.opts.Network.Setup(ctx, m.podNetwork(sb))
 			if err == nil {
 				sb.Network = res
+				failpoint.Hit("sandbox-run-after-cni")
 			}
 			netDone <- err
 		}()
 	}
 	pauseErr := m.startPause(ctx, sb)
+	if pauseErr == nil {
+		failpoint.Hit("sandbox-run-after-pause")
+	}
 	netErr := <-netDone
 	if netErr != nil {
 		return fmt.Errorf("set up pod network: %w", netErr)
