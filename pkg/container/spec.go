@@ -295,9 +295,24 @@ func allCapabilities() []string {
 			last = n
 		}
 	}
+	// Only what the daemon itself holds can be given (as containerd's
+	// cap.Current): on a host that withholds e.g. CAP_SYS_RESOURCE runc
+	// would otherwise fail with "unable to apply caps".
+	bnd := ^uint64(0)
+	if data, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+				if n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil {
+					bnd = n
+				}
+			}
+		}
+	}
 	out := make([]string, 0, last+1)
-	for _, n := range names[:last+1] {
-		out = append(out, "CAP_"+n)
+	for i, n := range names[:last+1] {
+		if bnd&(1<<uint(i)) != 0 {
+			out = append(out, "CAP_"+n)
+		}
 	}
 	return out
 }
