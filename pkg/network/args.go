@@ -19,6 +19,10 @@ const (
 	EgressBandwidthAnnotation  = "kubernetes.io/egress-bandwidth"
 )
 
+// PodAnnotationsCapability is the capability under which containerd and
+// CRI-O hand plugins the pod's annotations.
+const PodAnnotationsCapability = "io.kubernetes.cri.pod-annotations"
+
 // cniArgs is the CNI_ARGS every k8s-aware plugin expects. IgnoreUnknown
 // keeps plugins that don't know the K8S_ keys from failing on them.
 func cniArgs(pod Pod) [][2]string {
@@ -83,6 +87,18 @@ func capabilityArgs(pod Pod) (map[string]any, error) {
 	}
 	if pod.CgroupParent != "" {
 		caps["cgroupPath"] = pod.CgroupParent
+	}
+	// containerd passes the sandbox's DNS config as "dns"; neither it nor
+	// CRI-O has a Kubernetes source for the "ips" or "mac" capabilities (CRI
+	// carries no static IP or MAC, and an annotation for them would be ours
+	// alone), so plugins that want those read the pod annotations below.
+	if pod.DNS != nil {
+		caps["dns"] = pod.DNS
+	}
+	// As containerd and CRI-O do, so that plugins (Multus, static-IP IPAMs)
+	// can read the pod's annotations when they declare this capability.
+	if len(pod.Annotations) > 0 {
+		caps[PodAnnotationsCapability] = pod.Annotations
 	}
 	return caps, nil
 }

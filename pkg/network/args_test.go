@@ -69,10 +69,15 @@ func TestCapabilityArgs(t *testing.T) {
 			pod: Pod{Annotations: map[string]string{IngressBandwidthAnnotation: "10M", EgressBandwidthAnnotation: "1Mi", "other": "x"},
 				CgroupParent: "/kubepods/pod1"},
 			want: `{"bandwidth":{"ingressRate":10000000,"ingressBurst":4294967295,"egressRate":1048576,"egressBurst":4294967295},` +
-				`"cgroupPath":"/kubepods/pod1"}`,
+				`"cgroupPath":"/kubepods/pod1",` +
+				`"io.kubernetes.cri.pod-annotations":{"kubernetes.io/egress-bandwidth":"1Mi","kubernetes.io/ingress-bandwidth":"10M","other":"x"}}`,
 		},
 		{name: "only egress", pod: Pod{Annotations: map[string]string{EgressBandwidthAnnotation: "1M"}},
-			want: `{"bandwidth":{"egressRate":1000000,"egressBurst":4294967295}}`},
+			want: `{"bandwidth":{"egressRate":1000000,"egressBurst":4294967295},` +
+				`"io.kubernetes.cri.pod-annotations":{"kubernetes.io/egress-bandwidth":"1M"}}`},
+		{name: "dns", pod: Pod{DNS: &DNS{Servers: []string{"10.96.0.10"}, Searches: []string{"ns.svc.cluster.local", "svc.cluster.local"}, Options: []string{"ndots:5"}}},
+			want: `{"dns":{"servers":["10.96.0.10"],"searches":["ns.svc.cluster.local","svc.cluster.local"],"options":["ndots:5"]}}`},
+		{name: "empty dns config still says so", pod: Pod{DNS: &DNS{}}, want: `{"dns":{}}`},
 		{name: "bandwidth too small", pod: Pod{Annotations: map[string]string{IngressBandwidthAnnotation: "10"}}, wantErr: true},
 		{name: "bandwidth too large", pod: Pod{Annotations: map[string]string{IngressBandwidthAnnotation: "2P"}}, wantErr: true},
 		{name: "bandwidth garbage", pod: Pod{Annotations: map[string]string{EgressBandwidthAnnotation: "fast"}}, wantErr: true},

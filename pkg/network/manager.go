@@ -50,8 +50,17 @@ type Pod struct {
 	ID, Name, Namespace, UID string            // sandbox id and Kubernetes metadata, passed as CNI_ARGS
 	NetNS                    string            // path of the pinned netns; may no longer exist at Teardown
 	PortMappings             []PortMapping     // capability "portMappings"
-	Annotations              map[string]string // bandwidth annotations -> capability "bandwidth"
+	Annotations              map[string]string // capabilities "bandwidth" and "io.kubernetes.cri.pod-annotations"
 	CgroupParent             string            // capability "cgroupPath"
+	DNS                      *DNS              // capability "dns"; nil when the pod has no DNS config
+}
+
+// DNS is the pod's resolver config, for plugins that set up DNS themselves
+// (the "dns" capability of the CNI conventions).
+type DNS struct {
+	Servers  []string `json:"servers,omitempty"`
+	Searches []string `json:"searches,omitempty"`
+	Options  []string `json:"options,omitempty"`
 }
 
 // Result is the outcome of Setup, to be stored durably by the caller.
@@ -74,6 +83,8 @@ type Manager struct {
 	conf      *confSet
 	checkedAt time.Time
 	podCIDRs  []string // from UpdateRuntimeConfig, for configs that ask for it
+
+	health pluginHealth // STATUS of CNI 1.1 plugins, for Status
 
 	pods podLocks
 }
@@ -157,24 +168,6 @@ func (m *Manager) SetPodCIDR(cidrs []string) (used bool) {
 	}
 	b := cs.rawDef
 	return bytes.Contains(b, []byte(podCIDRPlaceholder)) || bytes.Contains(b, []byte(podCIDRv6Placeholder))
-}
-
-// Status reports whether pods can be networked. reason is the CRI
-// condition reason kubelet expects when not ready.
-func (m *Manager) Status() (ready bool, reason, message string) {
-	cs := m.config()
-	if cs.def == nil {
-		return false, "NetworkPluginNotReady", cs.problem
-	}
-	// Only stats: a config naming a plugin that isn't installed can't
-	// network a pod, and saying so here is clearer than a failed pod.
-	for _, p := range cs.def.Plugins {
-		if _, err := invoke.FindInPath(p.Network.Type, m.opts.BinDirs); err != nil {
-			return false, "NetworkPluginNotReady", fmt.Sprintf("network %q (%s): plugin %q not found in %v",
-				cs.def.Name, cs.defFile, p.Network.Type, m.opts.BinDirs)
-		}
-	}
-	return true, "", ""
 }
 
 // Setup attaches the pod to the default network (CNI ADD). On failure,
@@ -281,6 +274,61 @@ func (m *Manager) Teardown(ctx context.Context, pod Pod, prev *Result) error {
 		return fmt.Errorf("cni del from network %q: %w", list.Name, err)
 	}
 	m.log.Info("pod network torn down", "sandbox", pod.ID, "network", list.Name, "netns", netns, "duration", time.Since(start))
+	return nil
+}
+
+// Check asks the plugins whether the pod's attachment is still what ADD
+// made (CNI CHECK): the interface, its addresses and routes, the plugins'
+// own host state. It checks against the config ADD used, as libcni cached
+// it, or the stored result's network. A config older than CNI 0.4.0 or one
+// that sets disableCheck has no CHECK, and passes.
+func (m *Manager) Check(ctx context.Context, pod Pod, prev *Result) error {
+	if pod.ID == "" || pod.NetNS == "" {
+		return fmt.Errorf("%w: pod id and netns are required", ErrInvalidPod)
+	}
+	if !isNetNS(pod.NetNS) {
+		return fmt.Errorf("cni check: network namespace %s is gone", pod.NetNS)
+	}
+	caps, err := capabilityArgs(pod)
+	if err != nil {
+		return err
+	}
+	var list *libcni.NetworkConfigList
+	if prev != nil && prev.Network != "" {
+		list = m.cachedConfig(prev.Network, pod.ID)
+		if list == nil {
+			list = m.config().networks[prev.Network]
+		}
+	}
+	if list == nil {
+		if list = m.config().def; list == nil {
+			return fmt.Errorf("%w: no network config to check against", ErrNotReady)
+		}
+	}
+	rt := m.runtimeConf(pod, pod.NetNS, caps)
+
+	unlock := m.pods.lock(pod.ID)
+	defer unlock()
+
+	if prev != nil && len(prev.Raw) > 0 {
+		// CHECK hands plugins prevResult from libcni's cache, which a
+		// lost cache dir would otherwise turn into a failure.
+		if err := m.seedCache(list, rt, prev.Raw); err != nil {
+			m.log.Warn("cannot restore cni cache for CHECK", "sandbox", pod.ID, "error", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	err = m.cni.CheckNetworkList(ctx, list, rt)
+	if errors.Is(err, libcni.ErrorCheckNotSupp) {
+		return nil
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (cni timeout %v): %w", context.Cause(ctx), m.opts.Timeout, err)
+		}
+		return fmt.Errorf("cni check of network %q: %w", list.Name, err)
+	}
 	return nil
 }
 
