@@ -376,7 +376,16 @@ func (m *Manager) podNetwork(sb *Sandbox) network.Pod {
 		PortMappings: sb.Config.PortMappings,
 		Annotations:  sb.Config.Annotations,
 		CgroupParent: sb.Config.CgroupParent,
+		DNS:          podDNS(sb.Config.DNS),
 	}
+}
+
+// podDNS is the pod's DNS config for the "dns" CNI capability.
+func podDNS(d *DNS) *network.DNS {
+	if d == nil {
+		return nil
+	}
+	return &network.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
 }
 
 // deleteWithoutMonitor cleans up after a pod whose monitor does not answer:
