@@ -130,3 +130,83 @@ func (m *Manager) applyPodResources(sb *Sandbox) error {
 	}
 	return nil
 }
+
+// cgroupHierarchies are the mount points of the host's cgroup trees: the
+// one unified tree on v2, or each v1 hierarchy (and a hybrid host's empty
+// "unified" one, which runc populates too). Symlinks such as cpu ->
+// cpu,cpuacct name a hierarchy already listed.
+func cgroupHierarchies() []string {
+	var st unix.Statfs_t
+	return hierarchiesUnder(cgroupRoot, unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC)
+}
+
+func hierarchiesUnder(root string, v2 bool) []string {
+	if v2 {
+		return []string{root}
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() { // DirEntry does not follow symlinks
+			out = append(out, filepath.Join(root, e.Name()))
+		}
+	}
+	return out
+}
+
+// podCgroupDirs lists, deepest first, the directories of the pod's
+// cgroup_parent that do not exist yet in any hierarchy: the ones this pod's
+// Run makes (applyPodResources, or runc for pause), and so the ones Remove
+// takes away again. A parent that exists already is someone else's: under
+// a kubelet it is the pod cgroup the kubelet made before RunPodSandbox and
+// removes itself after RemovePodSandbox, and containerd, like us, leaves it
+// alone. Without a cgroup_parent the pods share pod-shim's default parent;
+// the systemd driver's slices are systemd's to remove.
+func (m *Manager) podCgroupDirs(c Config) []string {
+	if c.CgroupParent == "" || m.opts.CgroupDriver != "cgroupfs" {
+		return nil
+	}
+	parent := filepath.Clean("/" + c.CgroupParent)
+	if parent == "/" {
+		return nil
+	}
+	return newCgroupDirs(cgroupHierarchies(), parent)
+}
+
+// newCgroupDirs lists parent's directories missing under each hierarchy.
+func newCgroupDirs(hierarchies []string, parent string) []string {
+	var out []string
+	for _, h := range hierarchies {
+		// Deepest first, up to the first ancestor that exists.
+		for p := parent; p != "/"; p = filepath.Dir(p) {
+			dir := filepath.Join(h, p)
+			if _, err := os.Stat(dir); err == nil || !errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+// removePodCgroups removes the cgroup_parent directories this pod's Run
+// created, deepest first, once runc has removed pause's own cgroup below
+// them. rmdir on a cgroup fails while it holds a process or a child
+// cgroup, so a parent another pod still uses stays (EBUSY), and the last
+// of the pods to go removes it. Nothing else is an error worth failing a
+// Remove for: what is left is only an empty directory, and it is logged.
+func (m *Manager) removePodCgroups(sb *Sandbox) {
+	for _, dir := range sb.CreatedCgroups {
+		err := unix.Rmdir(dir)
+		switch {
+		case err == nil, errors.Is(err, unix.ENOENT):
+		case errors.Is(err, unix.EBUSY), errors.Is(err, unix.ENOTEMPTY):
+			m.log.Info("pod cgroup still in use; left in place", "sandbox", sb.ID, "cgroup", dir)
+		default:
+			m.log.Warn("remove pod cgroup", "sandbox", sb.ID, "cgroup", dir, "error", err)
+		}
+	}
+}

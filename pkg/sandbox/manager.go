@@ -355,6 +355,7 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
 	if err := os.RemoveAll(sb.Dir); err != nil {
 		return fmt.Errorf("remove pod dir: %w", err)
 	}
+	m.removePodCgroups(sb)
 	return nil
 }
 

@@ -39,6 +39,7 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (*Sandbox, error) {
 	}
 	sb.Dir = filepath.Join(m.opts.StateDir, "pods", sb.ID)
 	sb.CgroupPath = oci.CgroupsPath(m.opts.CgroupDriver, cfg.CgroupParent, sb.ID)
+	sb.CreatedCgroups = m.podCgroupDirs(cfg)
 
 	m.mu.Lock()
 	if other, ok := m.names[name]; ok {
@@ -190,6 +191,7 @@ func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 	if err := os.RemoveAll(sb.Dir); err != nil {
 		errs = append(errs, err)
 	}
+	m.removePodCgroups(sb)
 	if len(errs) == 0 {
 		if err := m.opts.DB.Delete(bucket, sb.ID); err != nil {
 			errs = append(errs, err)

@@ -86,6 +86,9 @@ type Sandbox struct {
 	PausePID   int
 	PauseImage string // "" when the built-in pause ran
 	CgroupPath string
+	// CreatedCgroups are the cgroup_parent directories that did not exist
+	// before this pod's Run, deepest first; Remove takes them away again.
+	CreatedCgroups []string `json:",omitempty"`
 
 	// NetworkTornDown records a successful CNI DEL so it is not repeated.
 	NetworkTornDown bool
