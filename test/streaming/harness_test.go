@@ -180,6 +180,12 @@ type daemon struct {
 // t.Cleanup, also when the test fails.
 func startDaemon(t testing.TB) *daemon {
 	t.Helper()
+	return startDaemonWith(t, nil)
+}
+
+// startDaemonWith is startDaemon with a hook that may add serve flags.
+func startDaemonWith(t testing.TB, setup func(*daemon)) *daemon {
+	t.Helper()
 	bin := daemonBinary(t)
 	// Short base path: unix socket paths (the daemon's and each pod monitor's) are limited to 108 bytes.
 	base, err := os.MkdirTemp("/tmp", "pss")
@@ -235,6 +241,9 @@ func startDaemon(t testing.TB) *daemon {
 	// crictl reads /etc/crictl.yaml unless told otherwise: keep the host's out of it.
 	if err := os.WriteFile(d.crictlY, []byte("runtime-endpoint: unix://"+d.sock+"\nimage-endpoint: unix://"+d.sock+"\ntimeout: 30\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(d)
 	}
 	d.start()
 	return d
