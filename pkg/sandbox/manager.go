@@ -187,7 +187,13 @@ func (m *Manager) Monitor(ctx context.Context, sb *Sandbox) (*monitor.Client, er
 	c := m.monitors[sb.ID]
 	m.mu.Unlock()
 	if c != nil {
-		return c, nil
+		if monitorAlive(c.Pid(), sb.Dir) {
+			return c, nil
+		}
+		// Killed behind our back (OOM, an admin): callers fall back to
+		// runc directly rather than failing on every call to it.
+		m.dropMonitor(sb.ID)
+		return nil, fmt.Errorf("monitor of sandbox %s (pid %d) is gone", sb.ID, c.Pid())
 	}
 	c, err := monitor.Connect(ctx, sb.Dir)
 	if err != nil {
@@ -260,15 +266,9 @@ func (m *Manager) stopPause(ctx context.Context, sb *Sandbox) error {
 	if err != nil {
 		// The monitor is dead but pause may well run on: kill it through
 		// runc directly. Remove deletes it the same way.
+		// runc delete --force waits for the kill, as Wait does below.
 		m.log.Warn("stop sandbox without monitor: killing pause through runc", "sandbox", sb.ID, "error", err)
-		if m.opts.Direct == nil {
-			return nil
-		}
-		err := m.opts.Direct.Kill(ctx, sb.ID, syscall.SIGKILL, false)
-		if err != nil && !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, runtime.ErrNotRunning) {
-			return fmt.Errorf("kill pause: %w", err)
-		}
-		return nil
+		return m.deleteWithoutMonitor(ctx, sb)
 	}
 	if err := c.Kill(ctx, sb.ID, syscall.SIGKILL, false); err != nil {
 		return fmt.Errorf("kill pause: %w", err)
@@ -420,4 +420,23 @@ func (m *Manager) ForceDelete(ctx context.Context, id string) error {
 		return err
 	}
 	return nil
+}
+
+// monitorAlive says whether pid is still the monitor of the pod in dir: the
+// check is one read of /proc, and the cmdline guards against a reused pid.
+// An unknown pid (0) counts as alive: the next call finds out.
+func monitorAlive(pid int, dir string) bool {
+	if pid <= 0 {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmdline), dir)
 }
