@@ -1,0 +1,225 @@
+package crash
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// TestExitWhileDown: containers that end while the daemon is down (one
+// with exit code 7, one killed by the OOM killer) report their real exit
+// code, finished_at and reason after the restart.
+func TestExitWhileDown(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	e.start()
+	image := e.pull()
+	cfg := e.podConfig("down")
+	podID := e.runPod(cfg)
+	// Both wait for a file the test creates once the daemon is dead, so
+	// the exits surely happen while it is down.
+	gate := "/tmp/go"
+	seven := e.startContainer(podID, cfg, containerConfig("seven", image, "sh", "-c", "until [ -e "+gate+" ]; do sleep 0.1; done; exit 7"))
+	oomCfg := containerConfig("oom", image, "sh", "-c", "until [ -e "+gate+" ]; do sleep 0.1; done; head -c 300m /dev/zero | tail")
+	oomCfg.Linux = &cri.LinuxContainerConfig{Resources: &cri.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}}
+	oom := e.startContainer(podID, cfg, oomCfg)
+
+	e.kill()
+	released := time.Now()
+	for _, id := range []string{seven, oom} {
+		// The gate inside the container's rootfs, through runc's view.
+		rootfs := filepath.Join(e.state, "containers", id, "rootfs")
+		if err := os.WriteFile(filepath.Join(rootfs, gate), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait (daemon still down) until both exits are recorded by the monitor.
+	eventually(t, "exit records written while the daemon is down", 60*time.Second, func() error {
+		for _, id := range []string{seven, oom} {
+			if _, err := os.Stat(filepath.Join(e.state, "pods", podID, "exits", id+".json")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	recorded := time.Now()
+	time.Sleep(1500 * time.Millisecond) // finished_at must not be the restart time
+	restarted := time.Now()
+	e.start()
+
+	st := e.containerStatus(seven)
+	if st.State != cri.ContainerState_CONTAINER_EXITED || st.ExitCode != 7 || st.Reason != "Error" {
+		t.Errorf("exit-7 container: state %v exit %d reason %q, want EXITED 7 Error", st.State, st.ExitCode, st.Reason)
+	}
+	fin := time.Unix(0, st.FinishedAt)
+	if fin.Before(released) || fin.After(recorded) || !fin.Before(restarted) {
+		t.Errorf("exit-7 container finished_at %v, want between %v and %v (daemon restarted at %v)", fin, released, recorded, restarted)
+	}
+	st = e.containerStatus(oom)
+	if st.State != cri.ContainerState_CONTAINER_EXITED || st.Reason != "OOMKilled" {
+		t.Errorf("OOM container: state %v exit %d reason %q, want EXITED OOMKilled", st.State, st.ExitCode, st.Reason)
+	}
+	fin = time.Unix(0, st.FinishedAt)
+	if fin.Before(released) || fin.After(recorded) {
+		t.Errorf("OOM container finished_at %v, want between %v and %v", fin, released, recorded)
+	}
+	e.checkConsistent()
+	e.removeAll()
+	e.noLeftovers()
+}
+
+// TestLogBurstAcrossKills: the daemon is SIGKILLed twice during a 20 s
+// burst of numbered log lines; the CRI log holds every line exactly once.
+func TestLogBurstAcrossKills(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	e.start()
+	image := e.pull()
+	cfg := e.podConfig("burst")
+	podID := e.runPod(cfg)
+	// Batches of 100 lines between clock reads and short sleeps: thousands
+	// of lines a second, without a fork per line or a log of gigabytes.
+	script := `i=0; end=$(( $(date +%s) + 20 )); while [ $(date +%s) -lt $end ]; do j=0; while [ $j -lt 100 ]; do echo "line $i"; i=$((i+1)); j=$((j+1)); done; sleep 0.01; done; echo "done $i"`
+	id := e.startContainer(podID, cfg, containerConfig("burst", image, "sh", "-c", script))
+	begin := time.Now()
+	for _, at := range []time.Duration{4 * time.Second, 11 * time.Second} {
+		time.Sleep(time.Until(begin.Add(at)))
+		e.kill()
+		time.Sleep(2 * time.Second)
+		e.start()
+	}
+	eventually(t, "burst container exits", 90*time.Second, func() error {
+		if st := e.containerStatus(id); st.State != cri.ContainerState_CONTAINER_EXITED {
+			return errNotYet
+		}
+		return nil
+	})
+	st := e.containerStatus(id)
+	if st.ExitCode != 0 {
+		t.Errorf("burst container exit %d", st.ExitCode)
+	}
+	lines := readCRILog(t, st.LogPath)
+	if len(lines) == 0 || !strings.HasPrefix(lines[len(lines)-1], "done ") {
+		t.Fatalf("log does not end with the done line (%d lines)", len(lines))
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(lines[len(lines)-1], "done "))
+	t.Logf("%d numbered lines written during the burst", n)
+	if n < 1000 {
+		t.Errorf("only %d lines in 20 s: the burst is not a burst", n)
+	}
+	if len(lines) != n+1 {
+		t.Errorf("log holds %d lines, want %d numbered + done", len(lines), n)
+	}
+	for i := 0; i < n && i < len(lines); i++ {
+		if want := fmt.Sprintf("line %d", i); lines[i] != want {
+			t.Fatalf("log line %d is %q, want %q (lost or duplicated lines)", i, lines[i], want)
+		}
+	}
+	e.removeAll()
+	e.noLeftovers()
+}
+
+// readCRILog returns the content of each full line of a CRI log, joining
+// partial (P) lines.
+func readCRILog(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	var partial strings.Builder
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), " ", 4)
+		if len(f) < 3 {
+			t.Fatalf("malformed CRI log line %q", sc.Text())
+		}
+		content := ""
+		if len(f) == 4 {
+			content = f[3]
+		}
+		partial.WriteString(content)
+		if f[2] == "F" {
+			out = append(out, partial.String())
+			partial.Reset()
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// slowPlugin passes ADD through after 5 s; DEL at once.
+const slowPlugin = `#!/bin/sh
+conf=$(cat)
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0"]}'; exit 0;;
+ADD) sleep 5; printf '%s' "$conf" | jq -c '.prevResult + {cniVersion: .cniVersion}'; exit 0;;
+esac
+exit 0
+`
+
+// TestRunRetryAfterClientGaveUp: the client gives up on RunPodSandbox after
+// 1 s while CNI takes 5 s; its retry with the same metadata gets the same
+// sandbox, and only one IP is allocated.
+func TestRunRetryAfterClientGaveUp(t *testing.T) {
+	requireHost(t)
+	e := newEnv(t)
+	e.fakePlugin("slow", slowPlugin)
+	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "slow"})
+	e.start()
+	cfg := e.podConfig("slow")
+
+	c1, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, err := e.rs.RunPodSandbox(c1, &cri.RunPodSandboxRequest{Config: cfg})
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("first RunPodSandbox: %v, want DeadlineExceeded after 1 s", err)
+	}
+	// The kubelet retries with the same metadata; its first retries may
+	// give up too while CNI still works.
+	var first string
+	for attempt := 0; ; attempt++ {
+		c2, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, err := e.rs.RunPodSandbox(c2, &cri.RunPodSandboxRequest{Config: cfg})
+		cancel()
+		if err == nil {
+			first = r.PodSandboxId
+			t.Logf("retry %d got sandbox %s", attempt, first)
+			break
+		}
+		if status.Code(err) != codes.DeadlineExceeded || attempt > 30 {
+			t.Fatalf("retry %d: %v", attempt, err)
+		}
+	}
+	pods, err := e.rs.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 || pods.Items[0].Id != first {
+		t.Errorf("listed pods %v, want only %s", pods.Items, first)
+	}
+	if a := e.ipamAllocations(); len(a) != 1 {
+		t.Errorf("IPs allocated: %v, want exactly one", a)
+	}
+	if s := e.podState(first); s != cri.PodSandboxState_SANDBOX_READY {
+		t.Errorf("pod is %v", s)
+	}
+	e.checkConsistent()
+	e.removeAll()
+	e.noLeftovers()
+}
