@@ -25,7 +25,7 @@ func runtimeHandlers(cfg config.Config, defBin, defRoot string) (*runtime.Handle
 			root = filepath.Join(cfg.State, "runtimes", name)
 		}
 		others[name] = runtime.Handler{Binary: bin, Root: root, Options: h.Options}
-		runtimes[name] = runtime.New(bin, root)
+		runtimes[name] = runtime.FromHandler(others[name])
 	}
 	return runtime.NewHandlers(runtime.Handler{Binary: defBin, Root: defRoot}, others), runtimes
 }

@@ -168,11 +168,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("pod monitor binary", "path", monitorExe)
+	handlers, runtimes := runtimeHandlers(cfg, runtimeBin, runtimeRoot)
 	sandboxes, err := sandbox.New(sandbox.Options{
 		DB: db, Network: net, Images: images, StateDir: cfg.State,
 		SandboxImage: cfg.SandboxImage, PauseBinary: cfg.PauseBinary,
 		Runtime: runtimeBin, RuntimeRoot: runtimeRoot, CgroupDriver: cfg.CgroupDriver, Executable: monitorExe, Logger: log,
-		Direct: runtime.New(runtimeBin, runtimeRoot),
+		Direct: runtime.New(runtimeBin, runtimeRoot), Handlers: handlers,
 	})
 	if err != nil {
 		return err
@@ -182,7 +183,6 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err := sandboxes.Recover(ctx); err != nil {
 		return fmt.Errorf("recover sandboxes: %w", err)
 	}
-	handlers, runtimes := runtimeHandlers(cfg, runtimeBin, runtimeRoot)
 	containers, err := container.New(container.Options{
 		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
 		CgroupDriver: cfg.CgroupDriver, Runtime: runtime.New(runtimeBin, runtimeRoot), Logger: log,

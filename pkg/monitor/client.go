@@ -89,6 +89,13 @@ func (c *Client) ReopenLog(ctx context.Context, id string) error {
 	return c.call(ctx, "ReopenLog", idParams{ID: id}, nil)
 }
 
+// Resize sets the window size of a tty container's terminal (columns,
+// rows), as an attach's client resizes its window. It fails for a
+// container without a tty.
+func (c *Client) Resize(ctx context.Context, id string, width, height uint16) error {
+	return c.call(ctx, "Resize", resizeParams{ID: id, Width: width, Height: height}, nil)
+}
+
 // Shutdown kills and deletes the containers left in the pod and makes the
 // monitor exit; it removes its socket first.
 func (c *Client) Shutdown(ctx context.Context) error {
@@ -115,6 +122,12 @@ type killParams struct {
 	ID     string `json:"id"`
 	Signal int    `json:"signal"`
 	All    bool   `json:"all"`
+}
+
+type resizeParams struct {
+	ID     string `json:"id"`
+	Width  uint16 `json:"width"`
+	Height uint16 `json:"height"`
 }
 
 type pidResult struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 
 	"github.com/pod-shim/pod-shim/pkg/runtime"
 )
@@ -25,10 +27,14 @@ type container struct {
 	lw        *logWriter // nil when output is discarded
 	stdin     *os.File   // our end of the stdin pipe, kept for attach; nil without Stdin
 	stdinOnce bool       // attach closes stdin when its first client detaches
-	outputs   []*os.File // read ends of stdout/stderr, owned by the copiers
-	copiers   sync.WaitGroup
-	oom       oomCounter
-	oomBase   int64
+	outputs   []*os.File // read ends of stdout/stderr (or the pty master), owned by the copiers
+	// console is the pty master of a tty container (nil otherwise), also
+	// in outputs: the copier reads it; attach writes to it and resizes it
+	// through Console. Closed by drain once the container has exited.
+	console *os.File
+	copiers sync.WaitGroup
+	oom     oomCounter
+	oomBase int64
 
 	mu      sync.Mutex
 	created bool          // false while Create is still running
@@ -45,9 +51,6 @@ func (c *container) exitRecord() *Exit {
 func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err error) {
 	if err := validID(req.ID); err != nil {
 		return 0, err
-	}
-	if req.Terminal {
-		return 0, errors.New("terminal containers are not supported yet")
 	}
 	if req.Bundle == "" {
 		return 0, errors.New("bundle is required")
@@ -88,11 +91,38 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 		defer cancel()
 	}
 	opts := runtime.CreateOptions{PidFile: pidFile, LogFile: runcLog, IO: childIO, AfterStart: afterStart}
+	var masterc <-chan ptyMaster
+	if req.Terminal {
+		sock, err := runc.NewTempConsoleSocket()
+		if err != nil {
+			return 0, fmt.Errorf("console socket: %w", err)
+		}
+		defer sock.Close()
+		opts.ConsoleSocket = sock
+		masterc = receiveMaster(sock)
+	}
 	since := time.Now()
 	if req.Start {
 		err = m.rt.Run(ctx, req.ID, req.Bundle, opts)
 	} else {
 		err = m.rt.Create(ctx, req.ID, req.Bundle, opts)
+	}
+	if masterc != nil {
+		if err != nil {
+			// runc sends no master when it fails: closing the socket
+			// ends the receive (defer above), after which it is drained.
+			go func() {
+				if g := <-masterc; g.file != nil {
+					g.file.Close()
+				}
+			}()
+			return 0, err
+		}
+		g := <-masterc
+		if g.err != nil {
+			return 0, fmt.Errorf("receive the pty master: %w", g.err)
+		}
+		m.copyConsole(c, g.file)
 	}
 	if err != nil {
 		return 0, err
@@ -121,6 +151,18 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.File, error) {
 	var io runtime.IO
 	var ends []*os.File
+	if req.Terminal {
+		// The container's stdio is the pty slave; runc's own stdio (its
+		// errors go to the runc log anyway) is /dev/null.
+		if req.LogPath != "" {
+			lw, err := openLog(req.LogPath)
+			if err != nil {
+				return io, ends, err
+			}
+			c.lw = lw
+		}
+		return io, ends, nil
+	}
 	if req.Stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -164,6 +206,150 @@ func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.Fi
 		}()
 	}
 	return io, ends, nil
+}
+
+// ptyMaster is what receiveMaster delivers: the pty master, non-blocking so
+// drain can cut its read short with a deadline, or why there is none.
+type ptyMaster struct {
+	file *os.File
+	err  error
+}
+
+// receiveMaster waits, in the background, for runc to send the pty master
+// to sock. Closing sock ends the wait with an error.
+func receiveMaster(sock *runc.Socket) <-chan ptyMaster {
+	ch := make(chan ptyMaster, 1)
+	go func() {
+		cons, err := sock.ReceiveMaster()
+		if err != nil {
+			ch <- ptyMaster{err: err}
+			return
+		}
+		// A fd of our own, registered with the poller: the console's
+		// file is in blocking mode (Fd() made it so).
+		fd, err := unix.Dup(int(cons.Fd()))
+		cons.Close()
+		if err != nil {
+			ch <- ptyMaster{err: err}
+			return
+		}
+		unix.CloseOnExec(fd)
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			ch <- ptyMaster{err: err}
+			return
+		}
+		ch <- ptyMaster{file: os.NewFile(uintptr(fd), "pty-master")}
+	}()
+	return ch
+}
+
+// copyConsole keeps a tty container's pty master and copies what the
+// container writes to it into the log as stdout (a tty has one stream). It
+// is read even without a log: a full pty would block the container.
+func (m *monitor) copyConsole(c *container, master *os.File) {
+	c.console = master
+	c.outputs = append(c.outputs, master)
+	c.copiers.Add(1)
+	go func() {
+		defer c.copiers.Done()
+		if c.lw == nil {
+			io.Copy(io.Discard, master)
+			return
+		}
+		// The tty's line discipline turns "\n" into "\r\n"; containerd's
+		// log reader drops the "\r" too (bufio.ReadLine).
+		copyStream(&crlfReader{r: master}, streamStdout, c.lw, m.maxLine, func(err error) {
+			m.log.Warn("container log write failed", "container", c.id, "err", err)
+		})
+	}()
+}
+
+// Console returns the pty master of tty container id, for attach: write the
+// client's stdin to it, resize it with ResizeConsole. The monitor's copier
+// is its only reader (output reaches the log, and any attach tap, there);
+// the caller must not read from it nor close it. It wraps ErrNotFound for an
+// unknown container and ErrNotRunning once the container has exited (the
+// master is closed then).
+func (m *monitor) Console(id string) (*os.File, error) {
+	c := m.lookup(id)
+	if c == nil {
+		return nil, fmt.Errorf("console of %s: %w", id, ErrNotFound)
+	}
+	if c.exitRecord() != nil {
+		return nil, fmt.Errorf("console of %s: %w", id, ErrNotRunning)
+	}
+	c.mu.Lock()
+	created := c.created
+	c.mu.Unlock()
+	if !created || c.console == nil {
+		return nil, fmt.Errorf("console of %s: the container has no tty", id)
+	}
+	return c.console, nil
+}
+
+// resize sets the window size of tty container id's terminal.
+func (m *monitor) resize(id string, width, height uint16) error {
+	f, err := m.Console(id)
+	if err != nil {
+		return err
+	}
+	return ResizeConsole(f, width, height)
+}
+
+// ResizeConsole sets a pty master's window size without putting the file in
+// blocking mode (as Fd() would).
+func ResizeConsole(master *os.File, width, height uint16) error {
+	rc, err := master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: width, Row: height})
+	})
+	if err == nil {
+		err = ierr
+	}
+	if err != nil {
+		return fmt.Errorf("resize console: %w", err)
+	}
+	return nil
+}
+
+// crlfReader drops a "\r" that comes right before a "\n".
+type crlfReader struct {
+	r       io.Reader
+	pending bool // a "\r" ended the previous read; it is not yet passed on
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	if len(p) < 2 {
+		return c.r.Read(p)
+	}
+	off := 0
+	if c.pending {
+		p[0] = '\r'
+		off = 1
+	}
+	n, err := c.r.Read(p[off:])
+	n += off
+	c.pending = false
+	out := 0
+	for i := 0; i < n; i++ {
+		if p[i] == '\r' {
+			if i+1 < n && p[i+1] == '\n' {
+				continue
+			}
+			if i+1 == n && err == nil {
+				c.pending = true
+				continue
+			}
+		}
+		p[out] = p[i]
+		out++
+	}
+	return out, err
 }
 
 // abortCreate undoes a failed create: whatever runc left is deleted and the

@@ -54,8 +54,11 @@ type StartOptions struct {
 	Dir         string // pod state dir: monitor.sock, monitor.pid, monitor.log, exits/ live here
 	Runtime     string // runc binary path
 	RuntimeRoot string // runc --root
-	Executable  string // binary to re-exec as `<Executable> monitor ...`; "" = os.Executable()
-	Logger      *slog.Logger
+	// SystemdCgroup runs the runtime with --systemd-cgroup (the handler's
+	// "systemd_cgroup" option).
+	SystemdCgroup bool
+	Executable    string // binary to re-exec as `<Executable> monitor ...`; "" = os.Executable()
+	Logger        *slog.Logger
 }
 
 // CreateRequest describes one container to create.
@@ -65,8 +68,12 @@ type CreateRequest struct {
 	LogPath   string // CRI log file; "" discards output. It exists when Create returns.
 	Stdin     bool   // keep a stdin pipe open for a later attach; false gives /dev/null
 	StdinOnce bool
-	Terminal  bool // not supported yet: Create fails with a clear error
-	Start     bool // true: `runc run --detach` (create and start in one spawn); false: `runc create`
+	// Terminal gives the container a pty (its spec's process.terminal must
+	// be set too): the monitor receives the master through a console socket,
+	// copies its output into the log as stdout, as containerd does, and keeps
+	// it for attach and resize. Stdin then only says an attach may write.
+	Terminal bool
+	Start    bool // true: `runc run --detach` (create and start in one spawn); false: `runc create`
 	// Cgroup is the spec's linux.cgroupsPath: the container's own, new
 	// cgroup, watched for OOM kills even when the init is gone before the
 	// monitor could read /proc/<pid>/cgroup.
@@ -204,6 +211,9 @@ func Start(ctx context.Context, opts StartOptions) (*Client, error) {
 		"--id", opts.SandboxID, "--dir", opts.Dir,
 		"--runtime", opts.Runtime, "--runtime-root", opts.RuntimeRoot,
 		"--ready-fd", "3")
+	if opts.SystemdCgroup {
+		cmd.Args = append(cmd.Args, "--systemd-cgroup")
+	}
 	cmd.Dir = "/" // pin no directory the daemon might want to unmount
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

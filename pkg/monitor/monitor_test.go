@@ -458,7 +458,7 @@ func TestCreateFailureIsReported(t *testing.T) {
 		t.Fatal("duplicate id must fail")
 	}
 	if _, err := p.client.Create(ctx, CreateRequest{ID: newID(), Bundle: "/x", Terminal: true}); err == nil {
-		t.Fatal("terminal must be refused for now")
+		t.Fatal("terminal create with no bundle must fail")
 	}
 }
 

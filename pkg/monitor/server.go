@@ -48,6 +48,7 @@ func Main(args []string) int {
 	rtBin := fs.String("runtime", "runc", "OCI runtime binary")
 	rtRoot := fs.String("runtime-root", "", "OCI runtime state root")
 	readyFD := fs.Int("ready-fd", -1, "fd to report readiness on")
+	systemdCgroup := fs.Bool("systemd-cgroup", false, "run the runtime with --systemd-cgroup")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -96,7 +97,7 @@ func Main(args []string) int {
 	m := &monitor{
 		id:         *id,
 		dir:        *dir,
-		rt:         runtime.New(*rtBin, *rtRoot),
+		rt:         runtime.New(*rtBin, *rtRoot).WithSystemdCgroup(*systemdCgroup),
 		reaper:     rp,
 		log:        logger,
 		maxLine:    DefaultMaxLogLine,
@@ -303,6 +304,12 @@ func (m *monitor) dispatch(ctx context.Context, req request) (any, error) {
 			return nil, err
 		}
 		return nil, m.reopenLog(p.ID)
+	case "Resize":
+		var p resizeParams
+		if err := decode(&p); err != nil {
+			return nil, err
+		}
+		return nil, m.resize(p.ID, p.Width, p.Height)
 	case "Shutdown":
 		return nil, m.shutdown(ctx)
 	}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,6 +17,13 @@ type Handler struct {
 	Binary  string
 	Root    string
 	Options map[string]string
+}
+
+// SystemdCgroup is the "systemd_cgroup" option: the runtime is run with
+// --systemd-cgroup, as containerd's SystemdCgroup runc option does.
+func (h Handler) SystemdCgroup() bool {
+	v := strings.ToLower(h.Options["systemd_cgroup"])
+	return v == "true" || v == "1" || v == "yes"
 }
 
 // Features are what a handler's runtime can do, as CRI's Status reports it.

@@ -34,13 +34,32 @@ const shortTimeout = 30 * time.Second
 // Runtime is one runtime binary with one --root. It holds no per-container
 // state, so one value may be shared by any number of goroutines.
 type Runtime struct {
-	binary string
-	root   string
+	binary        string
+	root          string
+	systemdCgroup bool
 }
 
 // New returns a Runtime for binary (e.g. /usr/sbin/runc) keeping its state in root.
 func New(binary, root string) *Runtime {
 	return &Runtime{binary: binary, root: root}
+}
+
+// FromHandler returns the Runtime of a RuntimeClass handler: its binary,
+// its root and the options runc's CLI has flags for ("systemd_cgroup").
+func FromHandler(h Handler) *Runtime {
+	rt := New(h.Binary, h.Root)
+	rt.systemdCgroup = h.SystemdCgroup()
+	return rt
+}
+
+// SystemdCgroup says whether the runtime is run with --systemd-cgroup.
+func (rt *Runtime) SystemdCgroup() bool { return rt.systemdCgroup }
+
+// WithSystemdCgroup returns a copy of rt that passes --systemd-cgroup.
+func (rt *Runtime) WithSystemdCgroup(on bool) *Runtime {
+	c := *rt
+	c.systemdCgroup = on
+	return &c
 }
 
 // Binary is the runtime executable's path.
@@ -68,14 +87,19 @@ type CreateOptions struct {
 	// AfterStart runs as soon as the runc process has started, before it
 	// exits: the caller closes its copies of the child's pipe ends there.
 	AfterStart func()
+	// ConsoleSocket, for a container whose process has a terminal: runc
+	// sends the pty master there (runc.NewTempConsoleSocket) and gives the
+	// container the slave as its stdio; IO is then only runc's own.
+	ConsoleSocket runc.ConsoleSocket
 }
 
 // Create runs `runc create`: the container exists and waits to be started.
 func (rt *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOptions) error {
 	r := rt.runc(opts.LogFile)
 	err := r.Create(ctx, id, bundle, &runc.CreateOpts{
-		IO:      &stdio{io: opts.IO, afterStart: opts.AfterStart},
-		PidFile: opts.PidFile,
+		IO:            &stdio{io: opts.IO, afterStart: opts.AfterStart},
+		PidFile:       opts.PidFile,
+		ConsoleSocket: opts.ConsoleSocket,
 	})
 	if err != nil {
 		return fmt.Errorf("runc create %s: %w", id, withLog(err, opts.LogFile))
@@ -98,10 +122,11 @@ func (rt *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOption
 		}
 	}()
 	_, err := r.Run(ctx, id, bundle, &runc.CreateOpts{
-		IO:      &stdio{io: opts.IO},
-		PidFile: opts.PidFile,
-		Detach:  true,
-		Started: started,
+		IO:            &stdio{io: opts.IO},
+		PidFile:       opts.PidFile,
+		Detach:        true,
+		Started:       started,
+		ConsoleSocket: opts.ConsoleSocket,
 	})
 	<-done
 	if err != nil {
@@ -219,7 +244,7 @@ func toState(c *runc.Container) State {
 }
 
 func (rt *Runtime) runc(logFile string) *runc.Runc {
-	r := &runc.Runc{Command: rt.binary, Root: rt.root}
+	r := &runc.Runc{Command: rt.binary, Root: rt.root, SystemdCgroup: rt.systemdCgroup}
 	if logFile != "" {
 		r.Log = logFile
 		r.LogFormat = runc.JSON

@@ -42,6 +42,9 @@ type Options struct {
 	// pause container of a pod whose monitor is dead (killed, OOM): without
 	// it such a pod's pause would outlive its removal. nil skips that.
 	Direct *runtime.Runtime
+	// Handlers are the RuntimeClass handlers: a pod's monitor runs its
+	// handler's runtime (see runtimeOf). nil runs every pod on Runtime.
+	Handlers *runtime.Handlers
 }
 
 // Manager owns every sandbox of the node.
@@ -400,10 +403,11 @@ func (m *Manager) deleteWithoutMonitor(ctx context.Context, sb *Sandbox) error {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if m.opts.Direct == nil {
+	direct := m.directOf(sb)
+	if direct == nil {
 		return nil
 	}
-	if err := m.opts.Direct.Delete(ctx, sb.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+	if err := direct.Delete(ctx, sb.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 		return fmt.Errorf("delete pause without its monitor: %w", err)
 	}
 	return nil

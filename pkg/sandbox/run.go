@@ -259,13 +259,18 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) error {
 	if err := oci.WriteBundle(bundle, spec); err != nil {
 		return fmt.Errorf("write pause bundle: %w", err)
 	}
+	rt, err := m.runtimeOf(sb)
+	if err != nil {
+		return err
+	}
 	c, err := monitor.Start(ctx, monitor.StartOptions{
-		SandboxID:   sb.ID,
-		Dir:         sb.Dir,
-		Runtime:     m.opts.Runtime,
-		RuntimeRoot: m.opts.RuntimeRoot,
-		Executable:  m.opts.Executable,
-		Logger:      m.log,
+		SandboxID:     sb.ID,
+		Dir:           sb.Dir,
+		Runtime:       rt.Binary(),
+		RuntimeRoot:   rt.Root(),
+		SystemdCgroup: rt.SystemdCgroup(),
+		Executable:    m.opts.Executable,
+		Logger:        m.log,
 	})
 	if err != nil {
 		return fmt.Errorf("start pod monitor: %w", err)
