@@ -355,6 +355,12 @@ func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox
 		CgroupDriver: m.opts.CgroupDriver, MinOOMScoreAdj: m.minOOM,
 		NoSwapAccounting: !swapAccounting(), Log: m.log.With("container", c.ID),
 	}
+	for _, mnt := range c.Config.Mounts {
+		if mnt.Propagation != PropagationPrivate && mnt.Image == "" {
+			in.MountInfo = readMountInfo()
+			break
+		}
+	}
 	if c.Config.Security.PIDMode == sandbox.ModeTarget {
 		if in.TargetPID, err = m.targetPID(sb, c.Config.Security.TargetID); err != nil {
 			return err
@@ -392,7 +398,7 @@ func (m *Manager) discard(ctx context.Context, c *Container) error {
 			if err := mon.Delete(ctx, c.ID); err != nil {
 				errs = append(errs, fmt.Errorf("delete from runtime: %w", err))
 			}
-		} else if err := m.opts.Sandboxes.ForceDelete(ctx, c.ID); err != nil {
+		} else if err := m.forceDelete(ctx, c); err != nil {
 			// The pod's monitor is gone: runc directly, or the
 			// container would outlive its record.
 			errs = append(errs, fmt.Errorf("delete from runtime without monitor: %w", err))
@@ -515,7 +521,7 @@ func (m *Manager) stop(ctx context.Context, c *Container, timeout time.Duration)
 		// The pod's monitor is dead, so no exit will be recorded: kill
 		// the container through runc and record the exit here.
 		m.log.Warn("stop container without its pod's monitor: killing it through runc", "container", c.ID, "error", err)
-		if err := m.opts.Sandboxes.ForceDelete(ctx, c.ID); err != nil {
+		if err := m.forceDelete(ctx, c); err != nil {
 			return fmt.Errorf("kill container without monitor: %w", err)
 		}
 		c.State = StateExited
@@ -720,12 +726,13 @@ func (m *Manager) recover(c *Container) error {
 	if c.State != StateStarting {
 		return nil
 	}
-	if m.opts.Runtime == nil {
-		return nil
+	rt, err := m.runtimeOf(c)
+	if err != nil {
+		return nil // no runtime to ask: leave the record as it is
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := m.opts.Runtime.State(ctx, c.ID)
+	st, err := rt.State(ctx, c.ID)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
 		c.State = StateCreated

@@ -38,6 +38,9 @@ type specInput struct {
 	TargetPID        int
 	NoSwapAccounting bool
 	Log              *slog.Logger // nil discards
+	// MountInfo is the daemon's /proc/self/mountinfo, to check that the
+	// sources of rslave and rshared mounts propagate; "" skips the check.
+	MountInfo string
 }
 
 // buildSpec turns a container config into an OCI spec joined to its pod.
@@ -96,6 +99,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	s.Mounts = append(s.Mounts, mounts...)
+	if err := applyPropagation(s, c.Mounts, in.MountInfo); err != nil {
+		return nil, err
+	}
 	joinPod(s, c.Security, sb)
 	if c.Security.PIDMode == sandbox.ModeTarget {
 		if in.TargetPID <= 0 {

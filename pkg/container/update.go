@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -77,4 +78,20 @@ func (m *Manager) runtimeOf(c *Container) (*runtime.Runtime, error) {
 		return nil, fmt.Errorf("no OCI runtime configured for handler %q", sb.Config.RuntimeHandler)
 	}
 	return m.opts.Runtime, nil
+}
+
+// forceDelete kills and deletes a container through its pod's runtime
+// directly, when the pod's monitor is gone. The default handler goes
+// through the sandbox manager (which may have no runtime to use in tests).
+func (m *Manager) forceDelete(ctx context.Context, c *Container) error {
+	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	if err == nil && sb.Config.RuntimeHandler != "" && sb.Config.RuntimeHandler != "runc" {
+		if rt, ok := m.opts.Runtimes[sb.Config.RuntimeHandler]; ok && rt != nil {
+			if err := rt.Delete(ctx, c.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				return err
+			}
+			return nil
+		}
+	}
+	return m.opts.Sandboxes.ForceDelete(ctx, c.ID)
 }

@@ -30,8 +30,14 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
+	return newEnvWith(t, "", "")
+}
+
+// newEnvWith is newEnv with a daemon config file (see startDaemonWith) and
+// the pod run with RuntimeClass handler.
+func newEnvWith(t *testing.T, configTOML, handler string) *env {
 	requireHost(t)
-	d := startDaemon(t)
+	d := startDaemonWith(t, configTOML)
 	_, ref := registry(t)
 	d.crictl("pull", ref)
 	rs, _ := d.client()
@@ -42,7 +48,7 @@ func newEnv(t *testing.T) *env {
 		LogDirectory: e.logDir,
 		Linux:        &cri.LinuxPodSandboxConfig{},
 	}
-	resp, err := rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podCfg})
+	resp, err := rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podCfg, RuntimeHandler: handler})
 	if err != nil {
 		t.Fatal(err)
 	}

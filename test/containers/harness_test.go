@@ -165,6 +165,7 @@ type daemon struct {
 	logDir  string
 	crictlY string
 	logFile string
+	config  string // --config file, "" for none
 
 	bridge  string
 	netName string
@@ -182,6 +183,13 @@ type daemon struct {
 // daemon and waits until crictl version answers. Everything is undone in
 // t.Cleanup, also when the test fails.
 func startDaemon(t testing.TB) *daemon {
+	t.Helper()
+	return startDaemonWith(t, "")
+}
+
+// startDaemonWith is startDaemon with a config file: configTOML is written
+// to the daemon's dir and passed with --config; "" runs on the defaults.
+func startDaemonWith(t testing.TB, configTOML string) *daemon {
 	t.Helper()
 	bin := daemonBinary(t)
 	// Short base path: unix socket paths (the daemon's and each pod monitor's) are limited to 108 bytes.
@@ -210,6 +218,12 @@ func startDaemon(t testing.TB) *daemon {
 	t.Cleanup(d.cleanup)
 	for _, dir := range []string{d.cniConf, d.ipamDir, d.logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if configTOML != "" {
+		d.config = filepath.Join(base, "config.toml")
+		if err := os.WriteFile(d.config, []byte(configTOML), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -276,7 +290,7 @@ func writeJSON(t testing.TB, file string, v any) {
 }
 
 func (d *daemon) args() []string {
-	return []string{"serve",
+	args := []string{"serve",
 		"--listen", d.sock,
 		"--root", d.root,
 		"--state", d.state,
@@ -286,6 +300,10 @@ func (d *daemon) args() []string {
 		"--runtime", mustLookPath(d.t, "runc"),
 		"--log-level", "debug",
 	}
+	if d.config != "" {
+		args = append(args, "--config", d.config)
+	}
+	return args
 }
 
 func mustLookPath(t testing.TB, bin string) string {
@@ -403,7 +421,6 @@ type crictlError struct {
 func (e *crictlError) Error() string {
 	return fmt.Sprintf("%v; stderr: %s; stdout: %s", e.err, e.stderr, e.stdout)
 }
-
 
 func (e *crictlError) exitCode() int {
 	var ee *exec.ExitError
