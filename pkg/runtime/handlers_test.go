@@ -43,3 +43,27 @@ func TestParseFeatures(t *testing.T) {
 		t.Errorf("garbage = %+v", f)
 	}
 }
+
+// crun cannot run on this host (Debian's crun 1.8 refuses cgroup v1
+// hybrid hosts), so its handler is tested as plumbing: the binary, root and
+// options reach the go-runc command every call builds.
+func TestFromHandlerCrun(t *testing.T) {
+	h := Handler{Name: "crun", Binary: "/usr/bin/crun", Root: "/run/x/crun", Options: map[string]string{"systemd_cgroup": "true"}}
+	rt := FromHandler(h)
+	if rt.Binary() != "/usr/bin/crun" || rt.Root() != "/run/x/crun" || !rt.SystemdCgroup() {
+		t.Fatalf("FromHandler = %+v", rt)
+	}
+	r := rt.runc("/tmp/log.json")
+	if r.Command != "/usr/bin/crun" || r.Root != "/run/x/crun" || !r.SystemdCgroup || r.Log != "/tmp/log.json" {
+		t.Errorf("go-runc command = %+v", r)
+	}
+	for _, v := range []string{"", "false", "0", "no"} {
+		h.Options["systemd_cgroup"] = v
+		if FromHandler(h).SystemdCgroup() {
+			t.Errorf("systemd_cgroup %q turned on --systemd-cgroup", v)
+		}
+	}
+	if off := rt.WithSystemdCgroup(false); off.SystemdCgroup() || !rt.SystemdCgroup() || off.Binary() != rt.Binary() {
+		t.Errorf("WithSystemdCgroup must copy: %+v %+v", off, rt)
+	}
+}
