@@ -155,11 +155,20 @@ func (m *Manager) unreserve(name, id string) {
 func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 	var errs []error
 	if c, err := m.Monitor(ctx, sb); err == nil {
-		if err := c.Delete(ctx, sb.ID); err != nil {
-			errs = append(errs, err)
+		// After a crash the monitor may still be running the pause
+		// container's creation the dead daemon asked for, and refuses to
+		// delete it until that ends: wait for it, or the pause would be
+		// created after the undo and outlive it.
+		err := retryFor(ctx, undoMonitorWait, func() error { return c.Delete(ctx, sb.ID) })
+		if err == nil {
+			err = c.Shutdown(ctx)
 		}
-		if err := c.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
+		if err != nil {
+			// Never leave a monitor behind a removed pod dir: kill it.
+			m.log.Warn("monitor did not delete pause; killing it", "sandbox", sb.ID, "error", err)
+			if err := m.deleteWithoutMonitor(ctx, sb); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	} else if err := m.deleteWithoutMonitor(ctx, sb); err != nil {
 		errs = append(errs, err)
@@ -199,6 +208,26 @@ func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 		m.unreserve(reservedName(sb.Config), sb.ID)
 	}
 	return errors.Join(errs...)
+}
+
+// undoMonitorWait bounds how long an undo waits for a monitor busy with the
+// pause creation of a crashed daemon; runc needs well under a second.
+const undoMonitorWait = 30 * time.Second
+
+// retryFor calls f until it succeeds, ctx ends or d has passed.
+func retryFor(ctx context.Context, d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (m *Manager) create(ctx context.Context, sb *Sandbox) error {

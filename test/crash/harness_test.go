@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -315,7 +316,14 @@ func (e *env) start(extraEnv ...string) time.Duration {
 	e.cmd, e.exited = cmd, exited
 	e.mu.Unlock()
 	if e.conn == nil {
-		conn, err := grpc.NewClient("unix://"+e.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// Short reconnect backoff: the daemon is restarted all the time
+		// here, and grpc's default (1 s and growing) would hide how soon
+		// it serves again.
+		conn, err := grpc.NewClient("unix://"+e.sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.2, Jitter: 0.1, MaxDelay: 200 * time.Millisecond},
+				MinConnectTimeout: 2 * time.Second,
+			}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,6 +401,27 @@ func (e *env) waitCrash(step string) {
 	e.mu.Lock()
 	e.cmd = nil
 	e.mu.Unlock()
+}
+
+// lastStartup is how long the last daemon start took from its spawn to its
+// "serving" log line: recovery included, the client's reconnect not.
+func (e *env) lastStartup() time.Duration {
+	b, _ := os.ReadFile(e.logFile)
+	var spawned, serving time.Time
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "==== "); ok {
+			spawned, _ = time.Parse(time.RFC3339Nano, strings.Fields(rest)[0])
+			serving = time.Time{}
+		} else if strings.Contains(l, `msg="pod-shim serving"`) && serving.IsZero() {
+			if ts, ok := strings.CutPrefix(strings.Fields(l)[0], "time="); ok {
+				serving, _ = time.Parse(time.RFC3339Nano, ts)
+			}
+		}
+	}
+	if spawned.IsZero() || serving.IsZero() {
+		return 0
+	}
+	return serving.Sub(spawned)
 }
 
 func (e *env) logTail() string {
@@ -670,6 +699,13 @@ func (e *env) cleanup() {
 	t := e.t
 	if t.Failed() {
 		t.Logf("pod-shim daemon log (%s):\n%s", e.logFile, e.logTail())
+	}
+	if dir := os.Getenv("CRASH_LOG_DIR"); dir != "" {
+		// Keep the daemon's whole log for a look at a passing run too.
+		if b, err := os.ReadFile(e.logFile); err == nil {
+			name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + ".log"
+			_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
 	}
 	e.mu.Lock()
 	running := e.cmd != nil
