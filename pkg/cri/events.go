@@ -116,6 +116,11 @@ func (l *lifecycle) diff(old, cur map[string]snap, st steps, now time.Time, gone
 	if gone {
 		for id, o := range old {
 			if _, ok := cur[id]; !ok {
+				// Started and gone before a diff saw it stop (a quick exit
+				// then a remove): it did stop, and the PLEG needs to know.
+				if step := st(o.state); step == 2 {
+					l.broker.Publish(events.Event{ContainerID: id, SandboxID: o.sandbox, Type: events.Stopped, Time: now})
+				}
 				l.broker.Publish(events.Event{ContainerID: id, SandboxID: o.sandbox, Type: events.Deleted, Time: now})
 			}
 		}
@@ -158,12 +163,16 @@ var lifecycleMethods = map[string]bool{
 // goes out, so a subscriber sees the event no later than the caller sees
 // the reply.
 func (s *Server) eventsInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	name := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	diff := s.lifecycle != nil && lifecycleMethods[name]
+	if diff && (strings.HasPrefix(name, "Remove") || strings.HasPrefix(name, "Stop")) {
+		// An exit that happened since the last diff is reported while the
+		// container still exists, so its STOPPED event carries its status.
+		s.lifecycle.reconcile()
+	}
 	resp, err := h(ctx, req)
-	if s.lifecycle != nil {
-		name := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
-		if lifecycleMethods[name] {
-			s.lifecycle.reconcile()
-		}
+	if diff {
+		s.lifecycle.reconcile()
 	}
 	return resp, err
 }
