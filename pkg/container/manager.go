@@ -732,7 +732,7 @@ func (m *Manager) recover(c *Container) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := rt.State(ctx, c.ID)
+	st, err := settledState(ctx, rt, c.ID)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
 		c.State = StateCreated
@@ -745,4 +745,33 @@ func (m *Manager) recover(c *Container) error {
 		m.refresh(c)
 	}
 	return m.save(c)
+}
+
+// settledState asks runc about a container whose start a crashed daemon left
+// in flight. The monitor aborts a create whose caller hung up, so for a
+// moment runc may still know a container that is about to be deleted (or be
+// half-way through creating it): only the same answer twice, a second
+// apart, and not "created", counts. The bound keeps a broken runc from
+// holding up the daemon's start.
+func settledState(ctx context.Context, rt *runtime.Runtime, id string) (*runtime.State, error) {
+	var prevStatus string
+	for i := 0; ; i++ {
+		st, err := rt.State(ctx, id)
+		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			return nil, err
+		}
+		status := "gone"
+		if err == nil {
+			status = st.Status
+		}
+		if (i > 0 && status == prevStatus && status != "created") || i >= 10 {
+			return st, err
+		}
+		prevStatus = status
+		select {
+		case <-ctx.Done():
+			return st, err
+		case <-time.After(time.Second):
+		}
+	}
 }
