@@ -67,7 +67,7 @@ func TestChurnWithKills(t *testing.T) {
 	var starts []time.Duration
 	killsWhileBusy := 0
 	for k := range kills {
-		time.Sleep(time.Duration(150+rand.IntN(750)) * time.Millisecond)
+		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
 		if active.Load() > 0 {
 			killsWhileBusy++
 		}
