@@ -33,6 +33,7 @@ type container struct {
 	// through Console. Closed by drain once the container has exited.
 	console *os.File
 	copiers sync.WaitGroup
+	attach  attachSet // attached clients, fed by the copiers (attach.go)
 	oom     oomCounter
 	oomBase int64
 
@@ -200,7 +201,7 @@ func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.Fi
 		c.copiers.Add(1)
 		go func() {
 			defer c.copiers.Done()
-			copyStream(r, stream, lw, m.maxLine, func(err error) {
+			copyStream(c.tee(r, stream), stream, lw, m.maxLine, func(err error) {
 				m.log.Warn("container log write failed", "container", c.id, "err", err)
 			})
 		}()
@@ -253,13 +254,14 @@ func (m *monitor) copyConsole(c *container, master *os.File) {
 	c.copiers.Add(1)
 	go func() {
 		defer c.copiers.Done()
+		out := c.tee(master, streamStdout) // attach gets the raw "\r\n"
 		if c.lw == nil {
-			io.Copy(io.Discard, master)
+			io.Copy(io.Discard, out)
 			return
 		}
 		// The tty's line discipline turns "\n" into "\r\n"; containerd's
 		// log reader drops the "\r" too (bufio.ReadLine).
-		copyStream(&crlfReader{r: master}, streamStdout, c.lw, m.maxLine, func(err error) {
+		copyStream(&crlfReader{r: out}, streamStdout, c.lw, m.maxLine, func(err error) {
 			m.log.Warn("container log write failed", "container", c.id, "err", err)
 		})
 	}()

@@ -219,6 +219,10 @@ func (m *monitor) handle(ctx context.Context, conn net.Conn) {
 		m.execStream(ctx, conn, req.Params)
 		return
 	}
+	if req.Method == methodAttach { // likewise: see attach.go
+		m.attach(ctx, conn, req.Params)
+		return
+	}
 
 	// The client sends nothing after its request, so a read that returns
 	// means it hung up (or its context ended): cancel the handler.

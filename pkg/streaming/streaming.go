@@ -296,8 +296,129 @@ func (r *runtime) execTTY(ctx context.Context, cancel context.CancelFunc, mon *m
 	return nil
 }
 
+// Attach connects the client to a running container's stdio through the
+// pod's monitor, which reads the container's output anyway (for the log)
+// and holds its stdin pipe or pty master. It returns when the container
+// exits or the client goes away (seen when a write to it fails or its
+// stdin stream breaks); the monitor then drops the client's pipes.
 func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
-	return fmt.Errorf("attach: %w", ErrUnsupported)
+	r.wg.Add(1)
+	defer r.wg.Done()
+	c, err := r.containers.Get(containerID)
+	if err != nil {
+		return err
+	}
+	if c.State != container.StateRunning {
+		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, container.ErrState)
+	}
+	sb, err := r.sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return err
+	}
+	mon, err := r.sandboxes.Monitor(ctx, sb)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var ours, theirs []*os.File
+	defer func() { closeFiles(ours); closeFiles(theirs) }()
+	var stdio monitor.AttachStdio
+	var stdinW *os.File
+	if in != nil {
+		rd, wr, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		stdio.Stdin, stdinW = rd, wr
+		theirs, ours = append(theirs, rd), append(ours, wr)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	theirs, ours = append(theirs, outW), append(ours, outR)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	theirs, ours = append(theirs, errW), append(ours, errR)
+	stdio.Stdout, stdio.Stderr = outW, errW
+
+	as, err := mon.Attach(sctx, monitor.AttachRequest{ContainerID: c.ID, Stdin: in != nil}, stdio)
+	if err != nil {
+		return err
+	}
+	defer as.Close()
+	closeFiles(theirs) // the monitor has its own copies now
+	theirs = nil
+
+	var copiers sync.WaitGroup
+	copyOut := func(dst io.Writer, src *os.File) {
+		defer copiers.Done()
+		if dst == nil {
+			dst = io.Discard
+		}
+		if _, err := io.Copy(dst, src); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			cancel() // the client went away
+		}
+	}
+	copiers.Add(2)
+	go copyOut(writerOrNil(out), outR)
+	go copyOut(writerOrNil(errw), errR)
+	if in != nil {
+		go func() {
+			_, err := io.Copy(stdinW, in)
+			// The client's stdin ended: the monitor closes the
+			// container's stdin now if it is stdin_once.
+			stdinW.Close()
+			if err != nil && !errors.Is(err, os.ErrClosed) {
+				cancel() // its stream broke: the client is gone
+			}
+		}()
+	}
+	done := make(chan struct{})
+	defer close(done)
+	// The container's own tty setting decides (a client asking for a tty
+	// on a container without one just gets its streams, as with kubectl).
+	if c.Config.Tty && resize != nil {
+		go func() {
+			for {
+				select {
+				case sz, ok := <-resize:
+					if !ok {
+						return
+					}
+					rctx, rcancel := context.WithTimeout(sctx, 10*time.Second)
+					if err := mon.Resize(rctx, c.ID, sz.Width, sz.Height); err != nil {
+						r.log.Debug("attach: resize", "container", c.ID, "error", err)
+					}
+					rcancel()
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	_, werr := as.Wait(sctx)
+	if werr != nil {
+		as.Close() // detach: the monitor closes the output pipes
+	}
+	waitOrCut(&copiers, outputDrain, outR, errR)
+	if werr != nil && sctx.Err() == nil {
+		return werr
+	}
+	return nil
+}
+
+// writerOrNil turns a nil stream (one the client did not ask for) into a
+// nil io.Writer rather than a non-nil interface holding nil.
+func writerOrNil(w io.WriteCloser) io.Writer {
+	if w == nil {
+		return nil
+	}
+	return nopCloser(w)
 }
 
 func isPtyEnd(err error) bool {
