@@ -2,22 +2,59 @@ package cri
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/pkg/container"
 )
 
-// ImageFsInfo reports the space and inodes images use.
+// ImageFsInfo reports the space and inodes images use and, separately, the
+// containers' writable layers (<root>/image/containers), as the kubelet's
+// split image/container filesystem eviction expects.
 func (s *Server) ImageFsInfo(ctx context.Context, r *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
 	u, err := s.images.FsInfo()
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now().UnixNano()
 	fs := &runtimeapi.FilesystemUsage{
-		Timestamp:  time.Now().UnixNano(),
+		Timestamp:  now,
 		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: u.Mountpoint},
 		UsedBytes:  &runtimeapi.UInt64Value{Value: u.UsedBytes},
 		InodesUsed: &runtimeapi.UInt64Value{Value: u.InodesUsed},
 	}
-	return &runtimeapi.ImageFsInfoResponse{ImageFilesystems: []*runtimeapi.FilesystemUsage{fs}}, nil
+	resp := &runtimeapi.ImageFsInfoResponse{ImageFilesystems: []*runtimeapi.FilesystemUsage{fs}}
+	if cfs := s.containerFsUsage(now); cfs != nil {
+		resp.ContainerFilesystems = []*runtimeapi.FilesystemUsage{cfs}
+	}
+	return resp, nil
+}
+
+// containerFsUsage sums the writable layers of the containers the store
+// knows. Each layer's walk is the stats collector's, cached (the kubelet
+// asks for stats and for this on the same cadence), so a call does not
+// walk every layer again.
+func (s *Server) containerFsUsage(now int64) *runtimeapi.FilesystemUsage {
+	if s.stats == nil || s.stats.layerRoot == "" || s.containers == nil {
+		return nil
+	}
+	cs, err := s.containers.List(container.Filter{})
+	if err != nil {
+		s.log.Debug("ImageFsInfo: list containers", "error", err)
+		return nil
+	}
+	var bytes, inodes uint64
+	for _, c := range cs {
+		l := s.stats.collector.Layer(c.ID, filepath.Join(s.stats.layerRoot, c.ID, "upper"))
+		bytes += l.Bytes
+		inodes += l.Inodes
+	}
+	return &runtimeapi.FilesystemUsage{
+		Timestamp:  now,
+		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.stats.layerRoot},
+		UsedBytes:  &runtimeapi.UInt64Value{Value: bytes},
+		InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
+	}
 }

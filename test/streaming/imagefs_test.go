@@ -1,0 +1,42 @@
+package streaming
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// TestImageFsInfoContainerFs: ImageFsInfo reports the writable layers
+// apart from the images, and a container writing 8 MiB shows up there.
+func TestImageFsInfoContainerFs(t *testing.T) {
+	requireHost(t)
+	d := startDaemon(t)
+	d.podWith("fs", "dd if=/dev/zero of=/blob bs=1M count=8 && sleep 100000")
+	_, is := d.client()
+	eventually(t, "container filesystem counts the 8 MiB written", 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := is.ImageFsInfo(ctx, &cri.ImageFsInfoRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.ImageFilesystems) != 1 || r.ImageFilesystems[0].UsedBytes.GetValue() == 0 {
+			t.Fatalf("image filesystems %v", r.ImageFilesystems)
+		}
+		if len(r.ContainerFilesystems) != 1 {
+			t.Fatalf("container filesystems %v", r.ContainerFilesystems)
+		}
+		c := r.ContainerFilesystems[0]
+		if mp := c.GetFsId().GetMountpoint(); !strings.HasPrefix(mp, d.root) || mp == r.ImageFilesystems[0].GetFsId().GetMountpoint() {
+			t.Fatalf("container filesystem mountpoint %q (image %q)", mp, r.ImageFilesystems[0].GetFsId().GetMountpoint())
+		}
+		if c.UsedBytes.GetValue() < 8<<20 || c.InodesUsed.GetValue() == 0 {
+			return fmt.Errorf("container filesystem %v", c)
+		}
+		return nil
+	})
+}
