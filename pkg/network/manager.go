@@ -36,6 +36,9 @@ type Options struct {
 	CacheDir string        // libcni cache dir (results cached for DEL), e.g. /var/lib/pod-shim/cni
 	Timeout  time.Duration // per ADD/DEL call; DefaultTimeout when zero
 	Logger   *slog.Logger
+	// ObserveCNI, when set, is told each ADD and DEL ("add", "del") with
+	// its duration and error, for the daemon's metrics.
+	ObserveCNI func(op string, d time.Duration, err error)
 }
 
 // PortMapping is a host port forwarded to the pod.
@@ -195,6 +198,7 @@ func (m *Manager) Setup(ctx context.Context, pod Pod) (*Result, error) {
 	start := time.Now()
 	addCtx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 	res, err := m.cni.AddNetworkList(addCtx, list, rt)
+	m.observe("add", start, err)
 	if err != nil && addCtx.Err() != nil {
 		// libcni reports only "signal: killed"; say why, and let callers
 		// map it to DeadlineExceeded or Canceled.
@@ -336,8 +340,10 @@ func (m *Manager) Check(ctx context.Context, pod Pod, prev *Result) error {
 // DEL of the list stops there and every plugin before it in the chain
 // (bridge, IPAM) would leak, so the plugins still present are run anyway;
 // the error is still returned so the caller retries.
-func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
-	err := m.cni.DelNetworkList(ctx, list, rt)
+func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (err error) {
+	start := time.Now()
+	defer func() { m.observe("del", start, err) }()
+	err = m.cni.DelNetworkList(ctx, list, rt)
 	if err == nil {
 		return nil
 	}
@@ -355,6 +361,12 @@ func (m *Manager) del(ctx context.Context, list *libcni.NetworkConfigList, rt *l
 		return errors.Join(err, perr)
 	}
 	return err
+}
+
+func (m *Manager) observe(op string, start time.Time, err error) {
+	if m.opts.ObserveCNI != nil {
+		m.opts.ObserveCNI(op, time.Since(start), err)
+	}
 }
 
 func (m *Manager) runtimeConf(pod Pod, netns string, caps map[string]any) *libcni.RuntimeConf {
