@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -58,6 +59,9 @@ type Options struct {
 	DB         *store.DB               // metadata store
 	Registries map[string]RegistryHost // keyed by registry host as written in refs
 	Logger     *slog.Logger
+	// ObservePull, when set, is told each Pull's bytes fetched from
+	// registries, duration and error, for the daemon's metrics.
+	ObservePull func(bytes int64, d time.Duration, err error)
 }
 
 // Auth holds the credentials of a CRI AuthConfig. Auth is base64 "user:pass".
@@ -107,6 +111,8 @@ type Store struct {
 	registries map[string]RegistryHost
 	overlayOpt string // extra overlay mount options decided once at New
 
+	observePull func(bytes int64, d time.Duration, err error)
+
 	// Transports are shared by all pulls so connections to a registry are reused.
 	secureTransport   http.RoundTripper
 	insecureTransport http.RoundTripper
@@ -146,15 +152,16 @@ func New(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("image root: %w", err)
 	}
 	s := &Store{
-		root:       root,
-		db:         opts.DB,
-		log:        log.With("component", "image"),
-		registries: opts.Registries,
-		overlayOpt: overlayExtraOptions(),
-		leases:     map[string]int{},
-		usage:      map[string]*usageFile{},
-		flights:    map[string]*flight{},
-		pending:    map[string]layerRecord{},
+		root:        root,
+		db:          opts.DB,
+		log:         log.With("component", "image"),
+		registries:  opts.Registries,
+		overlayOpt:  overlayExtraOptions(),
+		observePull: opts.ObservePull,
+		leases:      map[string]int{},
+		usage:       map[string]*usageFile{},
+		flights:     map[string]*flight{},
+		pending:     map[string]layerRecord{},
 	}
 	s.secureTransport, s.insecureTransport = newTransports()
 	// Anything in tmp is an interrupted download, unpack, import or removal.

@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -90,19 +92,43 @@ func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "http" && !g.plainHTTP {
 		return nil, fmt.Errorf("refusing plain HTTP to %s: not a loopback registry and not configured insecure", req.URL.Host)
 	}
-	return g.next.RoundTrip(req)
+	resp, err := g.next.RoundTrip(req)
+	if n, ok := req.Context().Value(pullBytesKey{}).(*atomic.Int64); ok && err == nil && resp.Body != nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, n: n}
+	}
+	return resp, err
+}
+
+// pullBytesKey carries a pull's byte counter to the transport in the
+// requests' context, for ObservePull.
+type pullBytesKey struct{}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 // Pull fetches ref (for linux/GOARCH when it is a multi-platform index),
 // trying the host's mirrors first, and records it under its normalized tag
 // and digest.
-func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (*Image, error) {
+func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (_ *Image, err error) {
 	p, err := parseRef(ref)
 	if err != nil {
 		return nil, err
 	}
 	log := s.log.With("image", p.named.String())
 	start := time.Now()
+	if s.observePull != nil {
+		var n atomic.Int64
+		ctx = context.WithValue(ctx, pullBytesKey{}, &n)
+		defer func() { s.observePull(n.Load(), time.Since(start), err) }()
+	}
 	var errs []error
 	for _, ep := range s.endpoints(p.domain) {
 		img, err := s.pullFrom(ctx, p, ep, auth)
