@@ -47,6 +47,10 @@ type Options struct {
 	// container whose start the previous daemon did not finish recording.
 	Runtime *runtime.Runtime
 	Logger  *slog.Logger
+	// OnOOMKill, when set, is told of a container found OOM-killed as its
+	// exit is folded in, for the daemon's metrics. Concurrent lookups may
+	// report one container more than once.
+	OnOOMKill func(id string)
 }
 
 // Manager owns every app container of the node.
@@ -165,6 +169,9 @@ func (m *Manager) refresh(c *Container) (changed bool) {
 	switch {
 	case ex.OOMKilled:
 		c.Reason = "OOMKilled"
+		if m.opts.OnOOMKill != nil {
+			m.opts.OnOOMKill(c.ID)
+		}
 	case ex.ExitCode == 0:
 		c.Reason = "Completed"
 	default:
