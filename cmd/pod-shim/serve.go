@@ -148,7 +148,8 @@ func run(cfg config.Config, log *slog.Logger) error {
 		r.Mirrors = mirrors
 		registries[h] = r
 	}
-	images, err := image.New(image.Options{Root: filepath.Join(cfg.Root, "image"), DB: db, Registries: registries, Logger: log})
+	mx := newMetrics(cfg.MetricsAddress)
+	images, err := image.New(image.Options{Root: filepath.Join(cfg.Root, "image"), DB: db, Registries: registries, Logger: log, ObservePull: mx.ObservePull})
 	if err != nil {
 		return err
 	}
@@ -159,6 +160,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	net, err := network.New(network.Options{
 		ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs,
 		CacheDir: filepath.Join(cfg.Root, "cni"), Timeout: cfg.CNI.Timeout.Duration, Logger: log,
+		ObserveCNI: mx.ObserveCNI,
 	})
 	if err != nil {
 		return err
@@ -186,7 +188,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	containers, err := container.New(container.Options{
 		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
 		CgroupDriver: cfg.CgroupDriver, Runtime: runtime.New(runtimeBin, runtimeRoot), Logger: log,
-		Handlers: handlers, Runtimes: runtimes, CDISpecDirs: cfg.CDISpecDirs,
+		Handlers: handlers, Runtimes: runtimes, CDISpecDirs: cfg.CDISpecDirs, OnOOMKill: mx.OOMKill,
 	})
 	if err != nil {
 		return err
@@ -211,7 +213,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	defer streams.Close()
 	log.Info("stream server listening", "address", streams.Addr())
 	broker := events.New()
-	metricsOpts, stopMetrics, err := startMetrics(cfg.MetricsAddress, sandboxes, containers, broker, log)
+	metricsOpts, stopMetrics, err := startMetrics(mx, cfg.MetricsAddress, sandboxes, containers, broker, log)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,16 @@ type Metrics struct {
 	Registry    *prometheus.Registry
 	rpcDuration *prometheus.HistogramVec
 	rpcErrors   *prometheus.CounterVec
+
+	cniDuration  *prometheus.HistogramVec
+	cniErrors    *prometheus.CounterVec
+	pullBytes    prometheus.Counter
+	pullDuration prometheus.Histogram
+	pullFailures prometheus.Counter
+	oomKills     prometheus.Counter
+
+	oomMu   sync.Mutex
+	oomSeen map[string]bool // containers already counted
 }
 
 // New returns the metrics with Go runtime and process collectors registered.
@@ -43,9 +54,82 @@ func New() *Metrics {
 			Help: "CRI gRPC requests that failed, by method and gRPC code.",
 		}, []string{"method", "code"}),
 	}
+	m.cniDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "pod_shim", Name: "cni_operation_duration_seconds",
+		Help:    "Latency of CNI ADD and DEL of a pod's network list.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"operation"})
+	m.cniErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "pod_shim", Name: "cni_operation_errors_total",
+		Help: "CNI ADD and DEL calls that failed.",
+	}, []string{"operation"})
+	m.pullBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "pod_shim", Name: "image_pull_bytes_total",
+		Help: "Bytes received from registries by image pulls.",
+	})
+	m.pullDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "pod_shim", Name: "image_pull_duration_seconds",
+		Help:    "Duration of image pulls, failed ones included.",
+		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+	})
+	m.pullFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "pod_shim", Name: "image_pull_failures_total",
+		Help: "Image pulls that failed.",
+	})
+	m.oomKills = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "pod_shim", Name: "container_oom_kills_total",
+		Help: "Containers whose exit was an OOM kill.",
+	})
+	m.Registry.MustRegister(m.cniDuration, m.cniErrors, m.pullBytes, m.pullDuration, m.pullFailures, m.oomKills)
 	m.Registry.MustRegister(m.rpcDuration, m.rpcErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// ObserveCNI records one CNI ADD or DEL (network.Options.ObserveCNI). A
+// nil Metrics records nothing.
+func (m *Metrics) ObserveCNI(op string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.cniDuration.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.cniErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// ObservePull records one image pull (image.Options.ObservePull).
+func (m *Metrics) ObservePull(bytes int64, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.pullBytes.Add(float64(bytes))
+	m.pullDuration.Observe(d.Seconds())
+	if err != nil {
+		m.pullFailures.Inc()
+	}
+}
+
+// maxOOMSeen bounds the set that keeps a container from being counted
+// twice; past it the set starts over (OOM kills are rare).
+const maxOOMSeen = 4096
+
+// OOMKill counts container id as OOM-killed, once
+// (container.Options.OnOOMKill).
+func (m *Metrics) OOMKill(id string) {
+	if m == nil {
+		return
+	}
+	m.oomMu.Lock()
+	defer m.oomMu.Unlock()
+	if m.oomSeen[id] {
+		return
+	}
+	if m.oomSeen == nil || len(m.oomSeen) >= maxOOMSeen {
+		m.oomSeen = map[string]bool{}
+	}
+	m.oomSeen[id] = true
+	m.oomKills.Inc()
 }
 
 func method(full string) string { return full[strings.LastIndex(full, "/")+1:] }
