@@ -53,9 +53,13 @@ func TestEvents(t *testing.T) {
 		"CONTAINER_STOPPED_EVENT " + pod, "CONTAINER_DELETED_EVENT " + pod,
 	}
 	for _, sub := range []cri.RuntimeService_GetContainerEventsClient{subA, subB} {
+		// Every RPC above has returned, so every event is published: one
+		// that is missing fails the test now instead of holding Recv until
+		// the stream's 2 minutes run out (how a failure took 122 s).
+		recv := recvWithin(sub, 15*time.Second)
 		var got []string
 		for len(got) < len(want) {
-			e, err := sub.Recv()
+			e, err := recv()
 			if err != nil {
 				t.Fatalf("after %v: %v", got, err)
 			}
@@ -82,6 +86,27 @@ func TestEvents(t *testing.T) {
 		}
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+// recvWithin returns a Recv for sub that gives up after d without an event.
+func recvWithin(sub cri.RuntimeService_GetContainerEventsClient, d time.Duration) func() (*cri.ContainerEventResponse, error) {
+	type res struct {
+		e   *cri.ContainerEventResponse
+		err error
+	}
+	ch := make(chan res, 1)
+	return func() (*cri.ContainerEventResponse, error) {
+		go func() {
+			e, err := sub.Recv()
+			ch <- res{e, err}
+		}()
+		select {
+		case r := <-ch:
+			return r.e, r.err
+		case <-time.After(d):
+			return nil, fmt.Errorf("no event within %v", d)
 		}
 	}
 }
