@@ -226,22 +226,13 @@ func (m *Manager) List(f Filter) ([]*Container, error) {
 		if f.State != nil && c.State != *f.State && !(c.State == StateStarting && *f.State == StateCreated) {
 			continue
 		}
-		if !matchLabels(c.Config.Labels, f.Labels) {
+		if !sandbox.MatchLabels(c.Config.Labels, f.Labels) {
 			continue
 		}
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
-}
-
-func matchLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Create prepares a container: rootfs, spec and record. No process starts
@@ -650,27 +641,21 @@ func (m *Manager) ExecSync(ctx context.Context, idOrPrefix string, cmd []string,
 
 // StopPod kills every container of a pod, then stops the pod itself.
 func (m *Manager) StopPod(ctx context.Context, sandboxID string) error {
-	sb, err := m.opts.Sandboxes.Get(sandboxID)
-	if errors.Is(err, sandbox.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	cs, err := m.List(Filter{SandboxID: sb.ID})
-	if err != nil {
-		return err
-	}
-	for _, c := range cs {
-		if err := m.Stop(ctx, c.ID, 0); err != nil {
-			return fmt.Errorf("stop container %s: %w", c.ID, err)
-		}
-	}
-	return m.opts.Sandboxes.Stop(ctx, sb.ID)
+	return m.podWide(ctx, sandboxID, "stop",
+		func(id string) error { return m.Stop(ctx, id, 0) },
+		m.opts.Sandboxes.Stop)
 }
 
 // RemovePod removes every container of a pod, then the pod.
 func (m *Manager) RemovePod(ctx context.Context, sandboxID string) error {
+	return m.podWide(ctx, sandboxID, "remove",
+		func(id string) error { return m.Remove(ctx, id) },
+		m.opts.Sandboxes.Remove)
+}
+
+// podWide applies each to every container of a pod, then pod to the pod
+// itself; an unknown pod is done already (Stop and Remove are idempotent).
+func (m *Manager) podWide(ctx context.Context, sandboxID, verb string, each func(id string) error, pod func(context.Context, string) error) error {
 	sb, err := m.opts.Sandboxes.Get(sandboxID)
 	if errors.Is(err, sandbox.ErrNotFound) {
 		return nil
@@ -683,11 +668,11 @@ func (m *Manager) RemovePod(ctx context.Context, sandboxID string) error {
 		return err
 	}
 	for _, c := range cs {
-		if err := m.Remove(ctx, c.ID); err != nil {
-			return fmt.Errorf("remove container %s: %w", c.ID, err)
+		if err := each(c.ID); err != nil {
+			return fmt.Errorf("%s container %s: %w", verb, c.ID, err)
 		}
 	}
-	return m.opts.Sandboxes.Remove(ctx, sb.ID)
+	return pod(ctx, sb.ID)
 }
 
 // ReopenLog makes the monitor reopen a running container's log file.

@@ -165,7 +165,7 @@ func (m *Manager) List(f Filter) ([]*Sandbox, error) {
 		if f.State != nil && sb.State != *f.State {
 			continue
 		}
-		if !matchLabels(sb.Config.Labels, f.Labels) {
+		if !MatchLabels(sb.Config.Labels, f.Labels) {
 			continue
 		}
 		out = append(out, sb)
@@ -174,7 +174,9 @@ func (m *Manager) List(f Filter) ([]*Sandbox, error) {
 	return out, nil
 }
 
-func matchLabels(have, want map[string]string) bool {
+// MatchLabels says whether have carries every label of want, the CRI
+// label-selector rule for pods and containers alike.
+func MatchLabels(have, want map[string]string) bool {
 	for k, v := range want {
 		if have[k] != v {
 			return false
