@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/pod-shim/pod-shim/pkg/container"
@@ -27,6 +28,13 @@ func (s *Server) ImageFsInfo(ctx context.Context, r *runtimeapi.ImageFsInfoReque
 	}
 	resp := &runtimeapi.ImageFsInfoResponse{ImageFilesystems: []*runtimeapi.FilesystemUsage{fs}}
 	if cfs := s.containerFsUsage(now); cfs != nil {
+		// The kubelet treats different mountpoints as a split disk (image
+		// GC and eviction per disk). Name the image filesystem's mountpoint
+		// when the writable layers live on the same device, as containerd
+		// and CRI-O do.
+		if sameDevice(u.Mountpoint, cfs.FsId.Mountpoint) {
+			cfs.FsId.Mountpoint = u.Mountpoint
+		}
 		resp.ContainerFilesystems = []*runtimeapi.FilesystemUsage{cfs}
 	}
 	return resp, nil
@@ -57,4 +65,12 @@ func (s *Server) containerFsUsage(now int64) *runtimeapi.FilesystemUsage {
 		UsedBytes:  &runtimeapi.UInt64Value{Value: bytes},
 		InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
 	}
+}
+
+func sameDevice(a, b string) bool {
+	var sa, sb unix.Stat_t
+	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+		return true // a missing dir holds nothing of another disk
+	}
+	return sa.Dev == sb.Dev
 }

@@ -31,8 +31,10 @@ func TestImageFsInfoContainerFs(t *testing.T) {
 			t.Fatalf("container filesystems %v", r.ContainerFilesystems)
 		}
 		c := r.ContainerFilesystems[0]
-		if mp := c.GetFsId().GetMountpoint(); !strings.HasPrefix(mp, d.root) || mp == r.ImageFilesystems[0].GetFsId().GetMountpoint() {
-			t.Fatalf("container filesystem mountpoint %q (image %q)", mp, r.ImageFilesystems[0].GetFsId().GetMountpoint())
+		// One disk here: both must name the same mountpoint, or the kubelet
+		// would manage them as a split image/container disk.
+		if mp := c.GetFsId().GetMountpoint(); !strings.HasPrefix(mp, d.root) || mp != r.ImageFilesystems[0].GetFsId().GetMountpoint() {
+			t.Fatalf("container filesystem mountpoint %q, want the image filesystem's %q (same device)", mp, r.ImageFilesystems[0].GetFsId().GetMountpoint())
 		}
 		if c.UsedBytes.GetValue() < 8<<20 || c.InodesUsed.GetValue() == 0 {
 			return fmt.Errorf("container filesystem %v", c)
