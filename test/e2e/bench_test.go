@@ -11,6 +11,8 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // benchPods is how many pods one BenchmarkPodReady run starts, one after another.
@@ -32,8 +34,8 @@ func BenchmarkPodReady(b *testing.B) {
 		requireHost(b)
 		_, ref := registry(b)
 		d := startDaemon(b)
-		rs, is := d.client()
-		benchPodReady(b, rs, is, ref, d.logDir, d.state)
+		rs, is := d.Client()
+		benchPodReady(b, rs, is, ref, d.LogDir, d.State)
 	})
 	b.Run("endpoint", func(b *testing.B) {
 		sock := os.Getenv("POD_SHIM_BENCH_ENDPOINT")
@@ -50,7 +52,7 @@ func BenchmarkPodReady(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { os.RemoveAll(logDir) })
-		rs, is := dialCRI(b, sock)
+		rs, is := harness.DialCRI(b, sock)
 		// The per-pod processes of that runtime are found by this string in
 		// their command line (containerd's shims name the socket).
 		benchPodReady(b, rs, is, image, logDir, sock)
@@ -71,7 +73,7 @@ func benchPodReady(b *testing.B, rs cri.RuntimeServiceClient, is cri.ImageServic
 			b.Fatalf("PullImage %s: %v", image, err)
 		}
 	}
-	run := randHex(3)
+	run := harness.RandHex(3)
 	var pods []string
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -92,7 +94,7 @@ func benchPodReady(b *testing.B, rs cri.RuntimeServiceClient, is cri.ImageServic
 	for i := range n {
 		name := fmt.Sprintf("bench-%s-%d", run, i)
 		podCfg := &cri.PodSandboxConfig{
-			Metadata:     &cri.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: randHex(16)},
+			Metadata:     &cri.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: harness.RandHex(16)},
 			Hostname:     name,
 			LogDirectory: filepath.Join(logDir, name),
 			Linux:        &cri.LinuxPodSandboxConfig{},

@@ -71,20 +71,20 @@ type conditionJSON struct {
 }
 
 func (d *daemon) decode(out string, v any, args ...string) {
-	d.t.Helper()
+	d.T.Helper()
 	if err := json.Unmarshal([]byte(out), v); err != nil {
-		d.t.Fatalf("crictl %s: output is not the expected JSON: %v\n%s", strings.Join(args, " "), err, out)
+		d.T.Fatalf("crictl %s: output is not the expected JSON: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
 func (d *daemon) crictlJSON(v any, args ...string) {
-	d.t.Helper()
-	d.decode(d.crictl(args...), v, args...)
+	d.T.Helper()
+	d.decode(d.Crictl(args...), v, args...)
 }
 
 // snapshot is "id=STATE" for every pod and container crictl lists, sorted.
 func (d *daemon) snapshot() []string {
-	d.t.Helper()
+	d.T.Helper()
 	var pods podListJSON
 	d.crictlJSON(&pods, "pods", "-o", "json")
 	var ctrs containerListJSON

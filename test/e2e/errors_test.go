@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestBadInput is issue 2's acceptance item 4: each malformed or impossible
@@ -19,16 +21,16 @@ func TestBadInput(t *testing.T) {
 	requireHost(t)
 	reg, ref := registry(t)
 	d := startDaemon(t)
-	rs, is := d.client()
-	d.crictl("pull", ref) // so ListImages has something that must stay unchanged
+	rs, is := d.Client()
+	d.Crictl("pull", ref) // so ListImages has something that must stay unchanged
 
 	goodPod := &cri.PodSandboxConfig{
-		Metadata:     &cri.PodSandboxMetadata{Name: "bad-" + randHex(3), Namespace: "e2e", Uid: randHex(16)},
-		LogDirectory: d.logDir,
+		Metadata:     &cri.PodSandboxMetadata{Name: "bad-" + harness.RandHex(3), Namespace: "e2e", Uid: harness.RandHex(16)},
+		LogDirectory: d.LogDir,
 		Linux:        &cri.LinuxPodSandboxConfig{},
 	}
-	noMeta := &cri.PodSandboxConfig{LogDirectory: d.logDir, Linux: &cri.LinuxPodSandboxConfig{}}
-	unknownID := randHex(32)
+	noMeta := &cri.PodSandboxConfig{LogDirectory: d.LogDir, Linux: &cri.LinuxPodSandboxConfig{}}
+	unknownID := harness.RandHex(32)
 
 	tests := []struct {
 		name  string
@@ -59,7 +61,7 @@ func TestBadInput(t *testing.T) {
 		{
 			name: "PullImage of a missing image on the test registry",
 			call: func(ctx context.Context) error {
-				_, err := is.PullImage(ctx, &cri.PullImageRequest{Image: &cri.ImageSpec{Image: reg.Addr + "/nothere-" + randHex(3) + ":1"}})
+				_, err := is.PullImage(ctx, &cri.PullImageRequest{Image: &cri.ImageSpec{Image: reg.Addr + "/nothere-" + harness.RandHex(3) + ":1"}})
 				return err
 			},
 			codes: []codes.Code{codes.NotFound, codes.Unknown},
@@ -147,20 +149,20 @@ func (d *daemon) hostState(t *testing.T, rs cri.RuntimeServiceClient, is cri.Ima
 	for _, i := range imgs.Images {
 		out = append(out, "image "+i.Id+" "+strings.Join(i.RepoTags, ","))
 	}
-	list, err := d.runcList()
+	list, err := d.RuncList()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range list {
 		out = append(out, "runc "+c.ID)
 	}
-	for _, m := range mountsUnder(d.base) {
+	for _, m := range harness.MountsUnder(d.Base) {
 		out = append(out, "mount "+m)
 	}
-	for _, a := range d.ipamAllocations() {
+	for _, a := range d.IPAMAllocations() {
 		out = append(out, "ip "+a)
 	}
-	for _, v := range d.vethsOnBridge() {
+	for _, v := range d.VethsOnBridge() {
 		out = append(out, "veth "+v)
 	}
 	slices.Sort(out)

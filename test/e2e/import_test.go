@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pod-shim/pod-shim/test/harness"
 	"github.com/pod-shim/pod-shim/test/images"
 )
 
@@ -34,10 +35,10 @@ func TestImagesImport(t *testing.T) {
 		stdin     bool
 	}{
 		{"file", images.ArchiveTag, false},
-		{"stdin", "localhost/pod-shim-test/busybox:stdin-" + randHex(3), true},
+		{"stdin", "localhost/pod-shim-test/busybox:stdin-" + harness.RandHex(3), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			archive := filepath.Join(d.base, "import-"+tc.name+".tar")
+			archive := filepath.Join(d.Base, "import-"+tc.name+".tar")
 			if err := images.WriteArchive(archive, tc.tag, img); err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +48,7 @@ func TestImagesImport(t *testing.T) {
 			if tc.stdin {
 				arg = "-"
 			}
-			cmd := exec.CommandContext(ctx, d.bin, "images", "import", "--state", d.state, arg)
+			cmd := exec.CommandContext(ctx, d.Bin, "images", "import", "--state", d.State, arg)
 			if tc.stdin {
 				f, err := os.Open(archive)
 				if err != nil {
@@ -60,7 +61,7 @@ func TestImagesImport(t *testing.T) {
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
 			if err != nil {
-				t.Fatalf("pod-shim images import --state %s %s: %v\nstdout: %s\nstderr: %s", d.state, arg, err, out, stderr.String())
+				t.Fatalf("pod-shim images import --state %s %s: %v\nstdout: %s\nstderr: %s", d.State, arg, err, out, stderr.String())
 			}
 			t.Logf("pod-shim images import: %s", strings.TrimSpace(string(out)))
 

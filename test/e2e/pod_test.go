@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/pod-shim/pod-shim/test/harness"
 	"github.com/pod-shim/pod-shim/test/images"
 )
 
@@ -27,7 +29,7 @@ func TestPodLifecycle(t *testing.T) {
 	d := startDaemon(t)
 
 	// version
-	out := d.crictl("version")
+	out := d.Crictl("version")
 	for _, re := range []string{`(?m)^Version:\s+0\.1\.0$`, `(?m)^RuntimeName:\s+pod-shim$`, `(?m)^RuntimeApiVersion:\s+v1$`, `(?m)^RuntimeVersion:\s+\S+`} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("crictl version output does not match %s:\n%s", re, out)
@@ -47,7 +49,7 @@ func TestPodLifecycle(t *testing.T) {
 	}
 
 	// pull from the loopback registry, then images lists it with the pushed digest
-	d.crictl("pull", ref)
+	d.Crictl("pull", ref)
 	img, _ := images.Busybox()
 	digest, _ := img.Digest()
 	repo := strings.TrimSuffix(ref, ":1.36")
@@ -60,28 +62,28 @@ func TestPodLifecycle(t *testing.T) {
 	if want := repo + "@" + digest.String(); !slices.Contains(list.Images[i].RepoDigests, want) {
 		t.Errorf("crictl images: repo digests %v, want %s", list.Images[i].RepoDigests, want)
 	}
-	if table := d.crictl("images"); !strings.Contains(table, repo) || !strings.Contains(table, "1.36") {
+	if table := d.Crictl("images"); !strings.Contains(table, repo) || !strings.Contains(table, "1.36") {
 		t.Errorf("crictl images table lacks %s 1.36:\n%s", repo, table)
 	}
 
 	// runp → Ready with an IP on the test's bridge
-	webID, webCfg := d.runPod("web-" + randHex(3))
+	webID, webCfg := d.CrictlRunPod("web-" + harness.RandHex(3))
 	webIP := d.podIP(webID)
 
 	// a busybox container that prints a line, then serves /var/www
-	line := "hello-from-pod-shim-" + randHex(4)
-	httpdCfg := d.containerConfig("httpd", ref, "sh", "-c", "echo "+line+"; exec httpd -f -p 8080 -h /var/www")
+	line := "hello-from-pod-shim-" + harness.RandHex(4)
+	httpdCfg := d.ContainerConfigFile("httpd", ref, "sh", "-c", "echo "+line+"; exec httpd -f -p 8080 -h /var/www")
 	httpdID := d.startContainer(webID, httpdCfg, webCfg)
-	d.recordNetns(httpdID)
+	d.RecordNetns(httpdID)
 
 	// logs shows the line, and the file is in CRI format
-	eventually(t, "crictl logs shows the line", 30*time.Second, func() error {
-		out, err := d.crictlErr("logs", httpdID)
+	harness.Eventually(t, "crictl logs shows the line", 30*time.Second, func() error {
+		out, err := d.CrictlErr("logs", httpdID)
 		if err != nil {
 			return err
 		}
 		if !strings.Contains(out, line) {
-			return errorf("crictl logs = %q, want %q", out, line)
+			return fmt.Errorf("crictl logs = %q, want %q", out, line)
 		}
 		return nil
 	})
@@ -95,23 +97,23 @@ func TestPodLifecycle(t *testing.T) {
 
 	// the host reaches the pod
 	url := "http://" + webIP + ":8080/"
-	eventually(t, "curl "+url, 30*time.Second, func() error {
+	harness.Eventually(t, "curl "+url, 30*time.Second, func() error {
 		out, err := exec.Command("curl", "-sS", "--noproxy", "*", "--max-time", "5", url).CombinedOutput()
 		if err != nil {
-			return errorf("%v: %s", err, out)
+			return fmt.Errorf("%v: %s", err, out)
 		}
 		if string(out) != images.IndexHTML {
-			return errorf("curl %s = %q, want %q", url, out, images.IndexHTML)
+			return fmt.Errorf("curl %s = %q, want %q", url, out, images.IndexHTML)
 		}
 		return nil
 	})
 
 	// a container in a second pod reaches the first pod
-	clientID, clientCfg := d.runPod("client-" + randHex(3))
+	clientID, clientCfg := d.CrictlRunPod("client-" + harness.RandHex(3))
 	d.podIP(clientID)
-	sleeperID := d.startContainer(clientID, d.containerConfig("sleeper", ref, "sleep", "3600"), clientCfg)
-	d.recordNetns(sleeperID)
-	out = d.crictl("exec", "-s", sleeperID, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 `+webIP+` 8080`)
+	sleeperID := d.startContainer(clientID, d.ContainerConfigFile("sleeper", ref, "sleep", "3600"), clientCfg)
+	d.RecordNetns(sleeperID)
+	out = d.Crictl("exec", "-s", sleeperID, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 `+webIP+` 8080`)
 	if !strings.Contains(out, "200 OK") || !strings.Contains(out, images.IndexHTML) {
 		t.Errorf("pod-to-pod HTTP through nc: got %q, want 200 OK and %q", out, images.IndexHTML)
 	}
@@ -120,15 +122,15 @@ func TestPodLifecycle(t *testing.T) {
 	// stderr each followed by a newline on success, and on a non-zero exit
 	// reports "exited with N" (its own exit status is then 1, the output dropped);
 	// the CRI call itself is checked for the exact values.
-	if out := d.crictl("exec", "-s", sleeperID, "sh", "-c", "echo hi"); strings.TrimRight(out, "\n") != "hi" {
+	if out := d.Crictl("exec", "-s", sleeperID, "sh", "-c", "echo hi"); strings.TrimRight(out, "\n") != "hi" {
 		t.Errorf("crictl exec -s 'echo hi' = %q, want hi", out)
 	}
-	if _, err := d.crictlErr("exec", "-s", sleeperID, "sh", "-c", "echo hi; exit 3"); err == nil {
+	if _, err := d.CrictlErr("exec", "-s", sleeperID, "sh", "-c", "echo hi; exit 3"); err == nil {
 		t.Errorf("crictl exec -s 'exit 3' succeeded, want a reported exit code 3")
 	} else if !strings.Contains(err.Error(), "exited with 3") {
 		t.Errorf("crictl exec -s 'exit 3': %v, want it to report \"exited with 3\"", err)
 	}
-	rs, _ := d.client()
+	rs, _ := d.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	execResp, err := rs.ExecSync(ctx, &cri.ExecSyncRequest{ContainerId: sleeperID, Cmd: []string{"sh", "-c", "echo hi; echo err >&2; exit 3"}, Timeout: 10})
@@ -142,51 +144,51 @@ func TestPodLifecycle(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("ExecSync of sleep 31 with timeout 1s: %v, want DeadlineExceeded", err)
 	}
-	if out := d.crictl("exec", "-s", sleeperID, "ps", "-o", "args"); !strings.Contains(out, "sleep 3600") {
+	if out := d.Crictl("exec", "-s", sleeperID, "ps", "-o", "args"); !strings.Contains(out, "sleep 3600") {
 		t.Errorf("ps in the pod does not show the container's own sleep 3600, so it cannot tell whether the exec was killed:\n%s", out)
 	} else if strings.Contains(out, "sleep 31") {
 		t.Errorf("the timed-out exec still runs:\n%s", out)
 	}
-	if out := d.crictl("exec", "-s", httpdID, "cat", "/var/www/index.html"); strings.TrimRight(out, "\n") != strings.TrimRight(images.IndexHTML, "\n") {
+	if out := d.Crictl("exec", "-s", httpdID, "cat", "/var/www/index.html"); strings.TrimRight(out, "\n") != strings.TrimRight(images.IndexHTML, "\n") {
 		t.Errorf("crictl exec -s cat = %q, want %q", out, images.IndexHTML)
 	}
 
 	// While the pods run, the leftover probes must see them: otherwise item 2 would check nothing.
-	if n := len(d.monitors()); n != 2 {
-		t.Errorf("found %d pod monitor processes for 2 running pods (ARCHITECTURE.md: one per pod): %+v", n, d.monitors())
+	if n := len(d.Monitors()); n != 2 {
+		t.Errorf("found %d pod monitor processes for 2 running pods (ARCHITECTURE.md: one per pod): %+v", n, d.Monitors())
 	}
-	if v := d.vethsOnBridge(); len(v) != 2 {
-		t.Errorf("bridge %s has veths %v, want 2", d.bridge, v)
+	if v := d.VethsOnBridge(); len(v) != 2 {
+		t.Errorf("bridge %s has veths %v, want 2", d.Bridge, v)
 	}
-	if a := d.ipamAllocations(); len(a) != 2 {
+	if a := d.IPAMAllocations(); len(a) != 2 {
 		t.Errorf("host-local allocations %v, want 2", a)
 	}
 
 	// stop, rm, stopp, rmp: each succeeds, and again when repeated
-	d.crictl("stop", httpdID)
-	d.crictl("stop", httpdID)
+	d.Crictl("stop", httpdID)
+	d.Crictl("stop", httpdID)
 	d.crictlJSON(&cs, "inspect", "-o", "json", httpdID)
 	if cs.Status.State != "CONTAINER_EXITED" {
 		t.Errorf("after crictl stop: state %s, want CONTAINER_EXITED", cs.Status.State)
 	}
-	d.crictl("rm", httpdID)
+	d.Crictl("rm", httpdID)
 	// crictl rm asks ContainerStatus first, which is NotFound for a removed
 	// container, so the repeat goes straight to RemoveContainer as kubelet does.
 	if _, err := rs.RemoveContainer(ctx, &cri.RemoveContainerRequest{ContainerId: httpdID}); err != nil {
 		t.Errorf("RemoveContainer of a removed container: %v, want success", err)
 	}
-	if _, err := d.crictlErr("rm", httpdID); err == nil {
+	if _, err := d.CrictlErr("rm", httpdID); err == nil {
 		t.Errorf("crictl rm of a removed container succeeded: ContainerStatus should say NotFound")
 	}
 	for _, pod := range []string{webID, clientID} {
-		d.crictl("stopp", pod)
-		d.crictl("stopp", pod)
+		d.Crictl("stopp", pod)
+		d.Crictl("stopp", pod)
 		var ps podStatusJSON
 		d.crictlJSON(&ps, "inspectp", "-o", "json", pod)
 		if ps.Status.State != "SANDBOX_NOTREADY" {
 			t.Errorf("after crictl stopp: pod state %s, want SANDBOX_NOTREADY", ps.Status.State)
 		}
-		d.crictl("rmp", pod)
+		d.Crictl("rmp", pod)
 		if _, err := rs.RemovePodSandbox(ctx, &cri.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
 			t.Errorf("RemovePodSandbox of a removed pod: %v, want success", err)
 		}
@@ -203,37 +205,37 @@ func TestPodLifecycle(t *testing.T) {
 
 // podIP checks the pod is Ready with an IP in the test's subnet and returns it.
 func (d *daemon) podIP(id string) string {
-	d.t.Helper()
+	d.T.Helper()
 	var ps podStatusJSON
 	d.crictlJSON(&ps, "inspectp", "-o", "json", id)
 	if ps.Status.State != "SANDBOX_READY" {
-		d.t.Fatalf("pod %s state %s, want SANDBOX_READY", id, ps.Status.State)
+		d.T.Fatalf("pod %s state %s, want SANDBOX_READY", id, ps.Status.State)
 	}
 	ip := net.ParseIP(ps.Status.Network.IP)
-	if ip == nil || !d.subnet.Contains(ip) {
-		d.t.Fatalf("pod %s IP %q, want one in %s", id, ps.Status.Network.IP, d.subnet)
+	if ip == nil || !d.Subnet.Contains(ip) {
+		d.T.Fatalf("pod %s IP %q, want one in %s", id, ps.Status.Network.IP, d.Subnet)
 	}
 	return ip.String()
 }
 
 // startContainer creates and starts a container and checks it runs.
 func (d *daemon) startContainer(podID, ctrCfg, podCfg string) string {
-	d.t.Helper()
-	id := strings.TrimSpace(d.crictl("create", podID, ctrCfg, podCfg))
+	d.T.Helper()
+	id := strings.TrimSpace(d.Crictl("create", podID, ctrCfg, podCfg))
 	if len(id) != 64 {
-		d.t.Fatalf("crictl create printed %q, want a 64-hex container id", id)
+		d.T.Fatalf("crictl create printed %q, want a 64-hex container id", id)
 	}
-	d.crictl("start", id)
+	d.Crictl("start", id)
 	var cs containerStatusJSON
 	d.crictlJSON(&cs, "inspect", "-o", "json", id)
 	if cs.Status.State != "CONTAINER_RUNNING" {
-		d.t.Fatalf("container %s state %s after start, want CONTAINER_RUNNING (exit %d, %s)", id, cs.Status.State, cs.Status.ExitCode, cs.Status.Reason)
+		d.T.Fatalf("container %s state %s after start, want CONTAINER_RUNNING (exit %d, %s)", id, cs.Status.State, cs.Status.ExitCode, cs.Status.Reason)
 	}
 	if _, err := os.Stat(cs.Status.LogPath); err != nil {
-		d.t.Errorf("log file of a started container: %v", err)
+		d.T.Errorf("log file of a started container: %v", err)
 	}
-	if !strings.HasPrefix(cs.Status.LogPath, filepath.Join(d.logDir)) {
-		d.t.Errorf("log path %s is not under the pod's log_directory %s", cs.Status.LogPath, d.logDir)
+	if !strings.HasPrefix(cs.Status.LogPath, filepath.Join(d.LogDir)) {
+		d.T.Errorf("log path %s is not under the pod's log_directory %s", cs.Status.LogPath, d.LogDir)
 	}
 	return id
 }

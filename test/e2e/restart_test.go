@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestDaemonRestart is issue 2's acceptance item 3: SIGTERM the daemon while a
@@ -13,51 +15,51 @@ func TestDaemonRestart(t *testing.T) {
 	requireHost(t)
 	_, ref := registry(t)
 	d := startDaemon(t)
-	d.crictl("pull", ref)
+	d.Crictl("pull", ref)
 
-	podID, podCfg := d.runPod("restart-" + randHex(3))
+	podID, podCfg := d.CrictlRunPod("restart-" + harness.RandHex(3))
 	d.podIP(podID)
-	ctrID := d.startContainer(podID, d.containerConfig("sleeper", ref, "sleep", "3600"), podCfg)
-	d.recordNetns(ctrID)
+	ctrID := d.startContainer(podID, d.ContainerConfigFile("sleeper", ref, "sleep", "3600"), podCfg)
+	d.RecordNetns(ctrID)
 	// A second, exited container: states other than running must survive too.
-	doneID := d.startContainer(podID, d.containerConfig("done", ref, "sh", "-c", "sleep 3600"), podCfg)
-	d.crictl("stop", "--timeout", "0", doneID)
+	doneID := d.startContainer(podID, d.ContainerConfigFile("done", ref, "sh", "-c", "sleep 3600"), podCfg)
+	d.Crictl("stop", "--timeout", "0", doneID)
 	before := d.snapshot()
 	if want := []string{"pod " + podID + "=SANDBOX_READY", "container " + ctrID + " in " + podID + "=CONTAINER_RUNNING", "container " + doneID + " in " + podID + "=CONTAINER_EXITED"}; !sameSet(before, want) {
 		t.Fatalf("before restart crictl lists %v, want %v", before, want)
 	}
-	runcBefore, err := d.runcList()
+	runcBefore, err := d.RuncList()
 	if err != nil {
 		t.Fatal(err)
 	}
-	monitorsBefore := d.monitors()
+	monitorsBefore := d.Monitors()
 
-	if err := d.stop(); err != nil {
+	if err := d.Stop(); err != nil {
 		t.Errorf("SIGTERM: %v", err)
 	}
 	// The pod outlives the daemon: its runc containers and its monitor keep running.
-	runcDown, err := d.runcList()
+	runcDown, err := d.RuncList()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(runcStates(runcBefore), runcStates(runcDown)) {
 		t.Errorf("runc containers changed when the daemon stopped: before %v, after %v", runcStates(runcBefore), runcStates(runcDown))
 	}
-	if len(d.monitors()) != len(monitorsBefore) || len(monitorsBefore) == 0 {
-		t.Errorf("pod monitors: %d before SIGTERM, %d after, want the same (and ≥1)", len(monitorsBefore), len(d.monitors()))
+	if len(d.Monitors()) != len(monitorsBefore) || len(monitorsBefore) == 0 {
+		t.Errorf("pod monitors: %d before SIGTERM, %d after, want the same (and ≥1)", len(monitorsBefore), len(d.Monitors()))
 	}
 
-	d.start()
+	d.Start()
 	after := d.snapshot()
 	if !slices.Equal(before, after) {
 		t.Errorf("after restart crictl lists\n  %v\nwant the same as before\n  %v", after, before)
 	}
 	// The running container is still reachable through its monitor.
-	if out := d.crictl("exec", "-s", ctrID, "echo", "still-here"); strings.TrimRight(out, "\n") != "still-here" {
+	if out := d.Crictl("exec", "-s", ctrID, "echo", "still-here"); strings.TrimRight(out, "\n") != "still-here" {
 		t.Errorf("exec after restart = %q, want %q", out, "still-here\n")
 	}
-	d.crictl("stopp", podID)
-	d.crictl("rmp", podID)
+	d.Crictl("stopp", podID)
+	d.Crictl("rmp", podID)
 	if s := d.snapshot(); len(s) != 0 {
 		t.Errorf("after removal crictl still lists %v", s)
 	}
@@ -73,7 +75,7 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-func runcStates(list []runcContainer) []string {
+func runcStates(list []harness.RuncContainer) []string {
 	var out []string
 	for _, c := range list {
 		out = append(out, c.ID+"="+c.Status)
