@@ -144,10 +144,21 @@ cleanup() {
 	for id in $(comm -13 <(echo "$shm_before") <(awk 'NR>1 && $7==0{print $2}' /proc/sysvipc/shm | sort)); do
 		ipcrm -m "$id" 2>/dev/null
 	done
-	# critest's own temp dirs (host paths for volume specs).
+	# critest's own temp dirs (host paths for volume and propagation specs).
+	# A failed propagation spec can leave bind mounts in them, even of /etc
+	# (its container mounts /etc there and, with rshared, the host sees it):
+	# unmount everything below first, and never remove across a mount.
 	find /tmp -maxdepth 1 -newer "$STAMP" -regextype posix-extended \
-		-regex '/tmp/(test[0-9a-f]{64}[0-9]*|podLogTest[0-9]*|seccomp-tests[0-9]*|apparmor[0-9]*)' \
-		-exec rm -rf {} + 2>/dev/null
+		-regex '/tmp/(test[0-9a-f]{64}[0-9]*|podLogTest[0-9]*|seccomp-tests[0-9]*|apparmor[0-9]*)' |
+		while read -r d; do
+			cut -d' ' -f2 /proc/self/mounts | grep -F "$d/" | sort -r |
+				while read -r m; do umount -l "$m" 2>/dev/null && log "unmounted leftover $m"; done
+			if cut -d' ' -f2 /proc/self/mounts | grep -qF "$d/"; then
+				log "mounts still under $d; leaving it"
+			else
+				rm -rf --one-file-system "$d"
+			fi
+		done
 	if [[ -z ${CRITEST_OUT:-} ]]; then
 		cp -r "$OUT" "/tmp/pod-shim-critest-last" 2>/dev/null || true
 	fi

@@ -50,12 +50,18 @@ cleanup() {
 	local rc=$?
 	set +e
 	if [[ -n $KUBELET_PID ]] && kill -0 "$KUBELET_PID" 2>/dev/null; then
-		# Deleting the manifest makes the kubelet stop and remove the pod.
+		# Deleting the manifest makes the kubelet stop the pod (StopPodSandbox);
+		# its garbage collector removes the sandbox later, which is not awaited.
 		rm -f "$WORK"/manifests/*.yaml
-		for _ in $(seq 1 60); do
-			[[ -z $("${CRICTL[@]}" pods -q 2>/dev/null) ]] && break
-			sleep 1
+		local t=0
+		while ((t < 30)) && [[ -n $("${CRICTL[@]}" pods -q --state ready 2>/dev/null) ]]; do
+			sleep 1; t=$((t + 1))
 		done
+		if ((t < 30)); then
+			echo "== manifest deleted: the kubelet stopped the pod within ${t}s"
+		else
+			echo "== manifest deleted: the pod was still Ready after 30s"
+		fi
 		kill -TERM "$KUBELET_PID"; wait "$KUBELET_PID" 2>/dev/null
 	fi
 	if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
