@@ -15,13 +15,15 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // env is one daemon, one pod and the busybox image, shared by a test's
 // subtests to keep the suite's run time down.
 type env struct {
 	t      *testing.T
-	d      *daemon
+	d      *harness.Daemon
 	rs     cri.RuntimeServiceClient
 	pod    string
 	podCfg *cri.PodSandboxConfig
@@ -39,11 +41,11 @@ func newEnvWith(t *testing.T, configTOML, handler string) *env {
 	requireHost(t)
 	d := startDaemonWith(t, configTOML)
 	_, ref := registry(t)
-	d.crictl("pull", ref)
-	rs, _ := d.client()
-	e := &env{t: t, d: d, rs: rs, image: ref, logDir: filepath.Join(d.logDir, "ctr")}
+	d.Crictl("pull", ref)
+	rs, _ := d.Client()
+	e := &env{t: t, d: d, rs: rs, image: ref, logDir: filepath.Join(d.LogDir, "ctr")}
 	e.podCfg = &cri.PodSandboxConfig{
-		Metadata:     &cri.PodSandboxMetadata{Name: "ctr", Namespace: "containers", Uid: randHex(16)},
+		Metadata:     &cri.PodSandboxMetadata{Name: "ctr", Namespace: "containers", Uid: harness.RandHex(16)},
 		Hostname:     "ctr",
 		LogDirectory: e.logDir,
 		Linux:        &cri.LinuxPodSandboxConfig{},
@@ -53,17 +55,11 @@ func newEnvWith(t *testing.T, configTOML, handler string) *env {
 		t.Fatal(err)
 	}
 	e.pod = resp.PodSandboxId
-	d.mu.Lock()
-	d.podIDs[e.pod] = true
-	d.mu.Unlock()
+	d.RecordPod(e.pod)
 	return e
 }
 
-func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return c
-}
+func ctx(t testing.TB) context.Context { return harness.Ctx(t) }
 
 var seq struct {
 	sync.Mutex
@@ -129,7 +125,7 @@ func (e *env) status(t testing.TB, id string) *cri.ContainerStatus {
 func (e *env) waitExit(t testing.TB, id string) *cri.ContainerStatus {
 	t.Helper()
 	var st *cri.ContainerStatus
-	eventually(t, "container "+id+" exits", 90*time.Second, func() error {
+	harness.Eventually(t, "container "+id+" exits", 90*time.Second, func() error {
 		st = e.status(t, id)
 		if st.State != cri.ContainerState_CONTAINER_EXITED {
 			return fmt.Errorf("state %v", st.State)

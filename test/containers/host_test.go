@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/pod-shim/pod-shim/test/harness"
 	"github.com/pod-shim/pod-shim/test/images"
 )
 
@@ -39,7 +40,7 @@ func TestHostFeatures(t *testing.T) {
 	}
 	wrapperLog := filepath.Join(aux, "wrapper.log")
 	wrapper := filepath.Join(aux, "runc-wrapper")
-	script := "#!/bin/sh\necho \"$*\" >> " + wrapperLog + "\nexec " + mustLookPath(t, "runc") + " \"$@\"\n"
+	script := "#!/bin/sh\necho \"$*\" >> " + wrapperLog + "\nexec " + harness.MustLookPath(t, "runc") + " \"$@\"\n"
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +91,9 @@ func TestHostFeatures(t *testing.T) {
 			t.Fatalf("default pod %s ran through the wrapped handler:\n%s", e.pod, before)
 		}
 		podCfg := &cri.PodSandboxConfig{
-			Metadata:     &cri.PodSandboxMetadata{Name: "wrapped", Namespace: "containers", Uid: randHex(16)},
+			Metadata:     &cri.PodSandboxMetadata{Name: "wrapped", Namespace: "containers", Uid: harness.RandHex(16)},
 			Hostname:     "wrapped",
-			LogDirectory: filepath.Join(e.d.logDir, "wrapped"),
+			LogDirectory: filepath.Join(e.d.LogDir, "wrapped"),
 			Linux:        &cri.LinuxPodSandboxConfig{},
 		}
 		resp, err := rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: podCfg, RuntimeHandler: "wrapped"})
@@ -100,9 +101,7 @@ func TestHostFeatures(t *testing.T) {
 			t.Fatal(err)
 		}
 		pod := resp.PodSandboxId
-		e.d.mu.Lock()
-		e.d.podIDs[pod] = true
-		e.d.mu.Unlock()
+		e.d.RecordPod(pod)
 		t.Cleanup(func() { removePod(e, pod) })
 		cfg := e.config("echo through-the-wrapper")
 		cr, err := rs.CreateContainer(ctx(t), &cri.CreateContainerRequest{PodSandboxId: pod, Config: cfg, SandboxConfig: podCfg})
@@ -132,7 +131,7 @@ func TestHostFeatures(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(wrappedRoot, pod)); err != nil {
 			t.Errorf("pause state not under the handler's root: %v", err)
 		}
-		if _, err := os.Stat(filepath.Join(e.d.runcRoot(), pod)); err == nil {
+		if _, err := os.Stat(filepath.Join(e.d.RuncRoot(), pod)); err == nil {
 			t.Errorf("pause state of the wrapped pod is under the default root")
 		}
 		removePod(e, pod)
@@ -190,11 +189,11 @@ devices:
 		if err != nil {
 			t.Fatal(err)
 		}
-		ref, _, err := reg.Push("ivol:"+randHex(4), img)
+		ref, _, err := reg.Push("ivol:"+harness.RandHex(4), img)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.d.crictl("pull", ref)
+		e.d.Crictl("pull", ref)
 		cfg := e.config("cat /iv/data/hello.txt; touch /iv/new 2>/dev/null && echo write-succeeded || echo write-refused; grep ' /iv ' /proc/self/mountinfo")
 		cfg.Mounts = []*cri.Mount{{ContainerPath: "/iv", Image: &cri.ImageSpec{Image: ref}, Readonly: true}}
 		_, out := e.run(t, cfg)
@@ -328,11 +327,11 @@ test -e /mnt/p/sub/marker && echo host-mount-seen; grep ' /mnt/p ' /proc/self/mo
 		if err != nil {
 			t.Fatal(err)
 		}
-		ref, _, err := reg.Push("groups:"+randHex(4), img)
+		ref, _, err := reg.Push("groups:"+harness.RandHex(4), img)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.d.crictl("pull", ref)
+		e.d.Crictl("pull", ref)
 		for _, tc := range []struct {
 			policy cri.SupplementalGroupsPolicy
 			want   string
@@ -361,15 +360,15 @@ test -e /mnt/p/sub/marker && echo host-mount-seen; grep ' /mnt/p ' /proc/self/mo
 	})
 
 	t.Run("UpdatePodSandboxResources", func(t *testing.T) {
-		parent := "/pspod" + randHex(4)
+		parent := "/pspod" + harness.RandHex(4)
 		for _, c := range []string{"cpu", "memory"} {
 			dir := filepath.Join("/sys/fs/cgroup", c, parent)
 			t.Cleanup(func() { os.Remove(dir) })
 		}
 		podCfg := &cri.PodSandboxConfig{
-			Metadata:     &cri.PodSandboxMetadata{Name: "resized", Namespace: "containers", Uid: randHex(16)},
+			Metadata:     &cri.PodSandboxMetadata{Name: "resized", Namespace: "containers", Uid: harness.RandHex(16)},
 			Hostname:     "resized",
-			LogDirectory: filepath.Join(e.d.logDir, "resized"),
+			LogDirectory: filepath.Join(e.d.LogDir, "resized"),
 			Linux:        &cri.LinuxPodSandboxConfig{CgroupParent: parent},
 		}
 		resp, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: podCfg})
@@ -377,9 +376,7 @@ test -e /mnt/p/sub/marker && echo host-mount-seen; grep ' /mnt/p ' /proc/self/mo
 			t.Fatal(err)
 		}
 		pod := resp.PodSandboxId
-		e.d.mu.Lock()
-		e.d.podIDs[pod] = true
-		e.d.mu.Unlock()
+		e.d.RecordPod(pod)
 		t.Cleanup(func() { removePod(e, pod) })
 		read := func(c, file string) string {
 			return strings.TrimSpace(string(readIfExists(filepath.Join("/sys/fs/cgroup", c, parent, file))))
@@ -476,8 +473,8 @@ func sharedMountDir(t testing.TB, aux, name string) string {
 }
 
 func isMountPoint(path string) bool {
-	for _, m := range mountInfo() {
-		if m.point == path {
+	for _, m := range harness.MountInfo() {
+		if m.Point == path {
 			return true
 		}
 	}
@@ -514,7 +511,7 @@ func hostPropagation(t testing.TB, path string) (shared, slave bool) {
 		if len(f) < 7 {
 			continue
 		}
-		point := unescape(f[4])
+		point := harness.Unescape(f[4])
 		if point != path && point != "/" && !strings.HasPrefix(path, point+"/") || len(point) < best {
 			continue
 		}

@@ -132,11 +132,15 @@ func (d *Daemon) RecordPod(id string) {
 
 // PodConfig is a plain pod on the CNI network; opts adjust it.
 func (d *Daemon) PodConfig(name string, opts ...func(*cri.PodSandboxConfig)) *cri.PodSandboxConfig {
+	labels := map[string]string{}
+	for k, v := range d.Opts.Labels {
+		labels[k] = v
+	}
 	c := &cri.PodSandboxConfig{
 		Metadata:     &cri.PodSandboxMetadata{Name: name, Namespace: d.Opts.Namespace, Uid: RandHex(16)},
 		Hostname:     name,
 		LogDirectory: filepath.Join(d.LogDir, name),
-		Labels:       d.Opts.Labels,
+		Labels:       labels,
 	}
 	for _, o := range opts {
 		o(c)
