@@ -12,13 +12,7 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // requireHost skips unless the suite's prerequisites are present.
 func requireHost(t testing.TB) {
 	t.Helper()
-	harness.RequireHost(t, harness.Host{
-		Suite:   "end-to-end test",
-		Bins:    []string{"runc", "ip", "curl", "gcc"},
-		Plugins: []string{"bridge", "host-local", "portmap"},
-		Files:   []string{images.BusyboxPath},
-		Crictl:  true,
-	})
+	harness.RequireHost(t, harness.CrictlHost)
 }
 
 // startDaemonWith starts a daemon (POD_SHIM_BIN_DIR's build if set) with a

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestChurnWithKills is issue 6's churn acceptance: 8 clients create and
@@ -23,8 +25,8 @@ import (
 func TestChurnWithKills(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.start()
-	image := e.pull()
+	e.Start()
+	image := e.Pull()
 
 	const pods, clients, kills = 50, 8, 10
 	var active atomic.Int32
@@ -71,10 +73,10 @@ func TestChurnWithKills(t *testing.T) {
 		if active.Load() > 0 {
 			killsWhileBusy++
 		}
-		e.kill()
+		e.Kill()
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
-		answered := e.start()
-		took := e.lastStartup()
+		answered := e.Start()
+		took := e.LastStartup()
 		starts = append(starts, took)
 		t.Logf("kill %d: daemon serving %v after its start, answering the client after %v", k+1, took.Round(time.Millisecond), answered.Round(time.Millisecond))
 	}
@@ -87,7 +89,7 @@ func TestChurnWithKills(t *testing.T) {
 	}
 
 	e.checkConsistent()
-	list, err := e.rs.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
+	list, err := e.RS.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,29 +106,29 @@ func TestChurnWithKills(t *testing.T) {
 			t.Errorf("kept pod %s is %v", p.Id, p.State)
 		}
 		if ctrID != "" {
-			if st := e.containerStatus(ctrID); st.State != cri.ContainerState_CONTAINER_RUNNING {
+			if st := e.ContainerStatus(ctrID); st.State != cri.ContainerState_CONTAINER_RUNNING {
 				t.Errorf("kept pod %s: container %s is %v", p.Id, ctrID, st.State)
 			}
 		}
 	}
-	if a := e.ipamAllocations(); len(a) != len(list.Items) {
+	if a := e.IPAMAllocations(); len(a) != len(list.Items) {
 		t.Errorf("%d IPs allocated for %d pods: %v", len(a), len(list.Items), a)
 	}
-	if n := e.netnsFiles(); len(n) != len(list.Items) {
+	if n := e.NetnsFiles(); len(n) != len(list.Items) {
 		t.Errorf("%d netns files for %d pods", len(n), len(list.Items))
 	}
-	if m := e.monitors(); len(m) != len(list.Items) {
+	if m := e.Monitors(); len(m) != len(list.Items) {
 		t.Errorf("%d monitors for %d pods", len(m), len(list.Items))
 	}
 
 	// A restart with the kept pods running, for the recovery time.
-	e.kill()
-	e.start()
-	t.Logf("restart with %d running pods: daemon serving %v after its start", len(list.Items), e.lastStartup().Round(time.Millisecond))
+	e.Kill()
+	e.Start()
+	t.Logf("restart with %d running pods: daemon serving %v after its start", len(list.Items), e.LastStartup().Round(time.Millisecond))
 	e.checkConsistent()
 
-	e.removeAll()
-	e.noLeftovers()
+	e.RemoveAll()
+	e.NoLeftovers()
 }
 
 // churnPod runs pod i with a container, retrying through daemon restarts as
@@ -134,7 +136,7 @@ func TestChurnWithKills(t *testing.T) {
 func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32) (podID, ctrID string, err error) {
 	deadline := time.Now().Add(4 * time.Minute)
 	idx := strconv.Itoa(i)
-	cfg := e.podConfig("churn" + idx)
+	cfg := e.PodConfig("churn" + idx)
 	cfg.Labels["idx"] = idx
 	call := func(f func(context.Context) error) error {
 		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -156,7 +158,7 @@ func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32
 
 	if err := retry("run pod", func() (bool, error) {
 		err := call(func(c context.Context) error {
-			r, err := e.rs.RunPodSandbox(c, &cri.RunPodSandboxRequest{Config: cfg})
+			r, err := e.RS.RunPodSandbox(c, &cri.RunPodSandboxRequest{Config: cfg})
 			if err == nil {
 				podID = r.PodSandboxId
 			}
@@ -168,7 +170,7 @@ func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32
 		// An earlier attempt may have finished before the daemon died.
 		var found *cri.PodSandbox
 		_ = call(func(c context.Context) error {
-			r, err := e.rs.ListPodSandbox(c, &cri.ListPodSandboxRequest{Filter: &cri.PodSandboxFilter{LabelSelector: map[string]string{"idx": idx}}})
+			r, err := e.RS.ListPodSandbox(c, &cri.ListPodSandboxRequest{Filter: &cri.PodSandboxFilter{LabelSelector: map[string]string{"idx": idx}}})
 			if err == nil && len(r.Items) > 0 {
 				found = r.Items[0]
 			}
@@ -183,11 +185,11 @@ func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32
 		return "", "", err
 	}
 
-	ccfg := containerConfig("app", image, "sleep", "3600")
+	ccfg := harness.ContainerConfig("app", image, "sleep", "3600")
 	ccfg.Labels = map[string]string{"idx": idx}
 	if err := retry("create container", func() (bool, error) {
 		err := call(func(c context.Context) error {
-			r, err := e.rs.CreateContainer(c, &cri.CreateContainerRequest{PodSandboxId: podID, Config: ccfg, SandboxConfig: cfg})
+			r, err := e.RS.CreateContainer(c, &cri.CreateContainerRequest{PodSandboxId: podID, Config: ccfg, SandboxConfig: cfg})
 			if err == nil {
 				ctrID = r.ContainerId
 			}
@@ -198,7 +200,7 @@ func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32
 		}
 		var found string
 		_ = call(func(c context.Context) error {
-			r, err := e.rs.ListContainers(c, &cri.ListContainersRequest{Filter: &cri.ContainerFilter{PodSandboxId: podID}})
+			r, err := e.RS.ListContainers(c, &cri.ListContainersRequest{Filter: &cri.ContainerFilter{PodSandboxId: podID}})
 			if err == nil && len(r.Containers) > 0 {
 				found = r.Containers[0].Id
 			}
@@ -215,7 +217,7 @@ func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32
 
 	if err := retry("start container", func() (bool, error) {
 		err := call(func(c context.Context) error {
-			_, err := e.rs.StartContainer(c, &cri.StartContainerRequest{ContainerId: ctrID})
+			_, err := e.RS.StartContainer(c, &cri.StartContainerRequest{ContainerId: ctrID})
 			return err
 		})
 		if err == nil {
@@ -223,7 +225,7 @@ func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32
 		}
 		var state cri.ContainerState = -1
 		_ = call(func(c context.Context) error {
-			r, err := e.rs.ContainerStatus(c, &cri.ContainerStatusRequest{ContainerId: ctrID})
+			r, err := e.RS.ContainerStatus(c, &cri.ContainerStatusRequest{ContainerId: ctrID})
 			if err == nil {
 				state = r.Status.State
 			}
@@ -253,10 +255,10 @@ func (e *env) churnPod(i int, image string, keep bool, startErrors *atomic.Int32
 
 	err = retry("remove pod", func() (bool, error) {
 		err := call(func(c context.Context) error {
-			if _, err := e.rs.StopPodSandbox(c, &cri.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+			if _, err := e.RS.StopPodSandbox(c, &cri.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
 				return err
 			}
-			_, err := e.rs.RemovePodSandbox(c, &cri.RemovePodSandboxRequest{PodSandboxId: podID})
+			_, err := e.RS.RemovePodSandbox(c, &cri.RemovePodSandboxRequest{PodSandboxId: podID})
 			return err
 		})
 		return err == nil, err

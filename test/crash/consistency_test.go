@@ -13,7 +13,7 @@ import (
 // runcStatus is runc's status of a container ("running", "stopped", …), or
 // "" when runc does not know it.
 func (e *env) runcStatus(id string) string {
-	out, err := exec.Command("runc", "--root", filepath.Join(e.state, "runc"), "state", id).Output()
+	out, err := exec.Command("runc", "--root", filepath.Join(e.State, "runc"), "state", id).Output()
 	if err != nil {
 		return ""
 	}
@@ -28,9 +28,9 @@ func (e *env) runcStatus(id string) string {
 // pod has a running pause, a running container runs, a created one has its
 // bundle and rootfs.
 func (e *env) inconsistencies() []string {
-	e.t.Helper()
+	e.T.Helper()
 	var problems []string
-	pods, err := e.rs.ListPodSandbox(ctx(e.t), &cri.ListPodSandboxRequest{})
+	pods, err := e.RS.ListPodSandbox(ctx(e.T), &cri.ListPodSandboxRequest{})
 	if err != nil {
 		return []string{fmt.Sprintf("ListPodSandbox: %v", err)}
 	}
@@ -39,12 +39,12 @@ func (e *env) inconsistencies() []string {
 			if st := e.runcStatus(p.Id); st != "running" {
 				problems = append(problems, fmt.Sprintf("pod %s is READY but runc says its pause is %q", p.Id, st))
 			}
-			if _, err := os.Stat(filepath.Join(e.state, "netns", p.Id)); err != nil {
+			if _, err := os.Stat(filepath.Join(e.State, "netns", p.Id)); err != nil {
 				problems = append(problems, fmt.Sprintf("pod %s is READY but has no netns: %v", p.Id, err))
 			}
 		}
 	}
-	cs, err := e.rs.ListContainers(ctx(e.t), &cri.ListContainersRequest{})
+	cs, err := e.RS.ListContainers(ctx(e.T), &cri.ListContainersRequest{})
 	if err != nil {
 		return append(problems, fmt.Sprintf("ListContainers: %v", err))
 	}
@@ -55,7 +55,7 @@ func (e *env) inconsistencies() []string {
 				problems = append(problems, fmt.Sprintf("container %s is RUNNING but runc says %q", c.Id, st))
 			}
 		case cri.ContainerState_CONTAINER_CREATED:
-			if _, err := os.Stat(filepath.Join(e.state, "containers", c.Id, "config.json")); err != nil {
+			if _, err := os.Stat(filepath.Join(e.State, "containers", c.Id, "config.json")); err != nil {
 				problems = append(problems, fmt.Sprintf("container %s is CREATED but has no bundle: %v", c.Id, err))
 			}
 		}
@@ -64,8 +64,8 @@ func (e *env) inconsistencies() []string {
 }
 
 func (e *env) checkConsistent() {
-	e.t.Helper()
+	e.T.Helper()
 	for _, p := range e.inconsistencies() {
-		e.t.Error(p)
+		e.T.Error(p)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestSecondDaemonSameRoot: a second daemon started with the same root dir
@@ -18,11 +20,11 @@ import (
 func TestSecondDaemonSameRoot(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.start()
-	podID := e.runPod(e.podConfig("first"))
+	e.Start()
+	podID := e.RunPod(e.PodConfig("first"))
 
 	begin := time.Now()
-	cmd := exec.Command(e.bin, e.args()...)
+	cmd := exec.Command(e.Bin, e.Args()...)
 	out, err := cmd.CombinedOutput()
 	took := time.Since(begin)
 	if err == nil {
@@ -36,14 +38,14 @@ func TestSecondDaemonSameRoot(t *testing.T) {
 	if !strings.Contains(string(out), "locked by another process") || !strings.Contains(string(out), "same root dir") {
 		t.Errorf("second daemon's message does not say the root dir is in use:\n%s", out)
 	}
-	if s := e.podState(podID); s != cri.PodSandboxState_SANDBOX_READY {
+	if s := e.PodState(podID); s != cri.PodSandboxState_SANDBOX_READY {
 		t.Errorf("first daemon's pod is %v after the second daemon's attempt", s)
 	}
-	if _, err := os.Stat(e.sock); err != nil {
+	if _, err := os.Stat(e.Sock); err != nil {
 		t.Errorf("first daemon's socket: %v", err)
 	}
-	e.removeAll()
-	e.noLeftovers()
+	e.RemoveAll()
+	e.NoLeftovers()
 }
 
 // TestMonitorKilled: a pod's monitor killed with SIGKILL leaves its
@@ -52,26 +54,26 @@ func TestSecondDaemonSameRoot(t *testing.T) {
 func TestMonitorKilled(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.start()
-	image := e.pull()
-	cfg := e.podConfig("orphan")
-	podID := e.runPod(cfg)
-	ctrID := e.startContainer(podID, cfg, containerConfig("app", image, "sleep", "3600"))
-	mons := e.monitors()
+	e.Start()
+	image := e.Pull()
+	cfg := e.PodConfig("orphan")
+	podID := e.RunPod(cfg)
+	ctrID := e.StartContainer(podID, cfg, harness.ContainerConfig("app", image, "sleep", "3600"))
+	mons := e.Monitors()
 	if len(mons) != 1 {
 		t.Fatalf("%d monitors, want 1", len(mons))
 	}
-	syscall.Kill(mons[0], syscall.SIGKILL)
-	eventually(t, "monitor gone", 10*time.Second, func() error {
-		if len(e.monitors()) > 0 {
-			return errNotYet
+	syscall.Kill(mons[0].Pid, syscall.SIGKILL)
+	harness.Eventually(t, "monitor gone", 10*time.Second, func() error {
+		if len(e.Monitors()) > 0 {
+			return harness.ErrNotYet
 		}
 		return nil
 	})
 	if s := e.runcStatus(ctrID); s != "running" {
 		t.Fatalf("container is %q after its monitor died; the test assumes it runs on", s)
 	}
-	if _, err := e.rs.StopPodSandbox(ctx(t), &cri.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+	if _, err := e.RS.StopPodSandbox(ctx(t), &cri.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
 		t.Fatalf("StopPodSandbox with the monitor dead: %v", err)
 	}
 	if s := e.runcStatus(ctrID); s == "running" {
@@ -80,13 +82,13 @@ func TestMonitorKilled(t *testing.T) {
 	if s := e.runcStatus(podID); s == "running" {
 		t.Errorf("pause still running after StopPodSandbox")
 	}
-	if st := e.containerStatus(ctrID); st.State != cri.ContainerState_CONTAINER_EXITED {
+	if st := e.ContainerStatus(ctrID); st.State != cri.ContainerState_CONTAINER_EXITED {
 		t.Errorf("container is %v after StopPodSandbox, want EXITED", st.State)
 	}
-	if _, err := e.rs.RemovePodSandbox(ctx(t), &cri.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+	if _, err := e.RS.RemovePodSandbox(ctx(t), &cri.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
 		t.Fatalf("RemovePodSandbox with the monitor dead: %v", err)
 	}
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // TestRebootWipesState simulates a host reboot with 5 pods running: the
@@ -96,41 +98,41 @@ func TestMonitorKilled(t *testing.T) {
 func TestRebootWipesState(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.start()
-	image := e.pull()
+	e.Start()
+	image := e.Pull()
 	const n = 5
 	var pods, ctrs []string
 	for i := range n {
-		cfg := e.podConfig("reboot" + string(rune('a'+i)))
-		id := e.runPod(cfg)
+		cfg := e.PodConfig("reboot" + string(rune('a'+i)))
+		id := e.RunPod(cfg)
 		pods = append(pods, id)
-		ctrs = append(ctrs, e.startContainer(id, cfg, containerConfig("app", image, "sleep", "3600")))
+		ctrs = append(ctrs, e.StartContainer(id, cfg, harness.ContainerConfig("app", image, "sleep", "3600")))
 	}
-	if a := e.ipamAllocations(); len(a) != n {
+	if a := e.IPAMAllocations(); len(a) != n {
 		t.Fatalf("%d IPs allocated for %d pods", len(a), n)
 	}
 
-	e.kill()
-	e.killPods()
-	for _, m := range mountsUnder(e.state) {
+	e.Kill()
+	e.KillPods()
+	for _, m := range harness.MountsUnder(e.State) {
 		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
 			t.Fatalf("unmount %s: %v", m, err)
 		}
 	}
-	ents, _ := os.ReadDir(e.state)
+	ents, _ := os.ReadDir(e.State)
 	for _, d := range ents {
-		if err := os.RemoveAll(filepath.Join(e.state, d.Name())); err != nil {
+		if err := os.RemoveAll(filepath.Join(e.State, d.Name())); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	e.start()
-	t.Logf("daemon serving %v after its start, with %d pods lost in a reboot to recover", e.lastStartup().Round(time.Millisecond), n)
+	e.Start()
+	t.Logf("daemon serving %v after its start, with %d pods lost in a reboot to recover", e.LastStartup().Round(time.Millisecond), n)
 	for i, id := range pods {
-		if s := e.podState(id); s != cri.PodSandboxState_SANDBOX_NOTREADY {
+		if s := e.PodState(id); s != cri.PodSandboxState_SANDBOX_NOTREADY {
 			t.Errorf("pod %s is %v after the reboot, want NOTREADY", id, s)
 		}
-		st := e.containerStatus(ctrs[i])
+		st := e.ContainerStatus(ctrs[i])
 		if st.State != cri.ContainerState_CONTAINER_EXITED {
 			t.Errorf("container %s is %v after the reboot, want EXITED", ctrs[i], st.State)
 		}
@@ -138,10 +140,10 @@ func TestRebootWipesState(t *testing.T) {
 			t.Errorf("container %s message %q does not say the host restarted", ctrs[i], st.Message)
 		}
 	}
-	if a := e.ipamAllocations(); len(a) > 0 {
+	if a := e.IPAMAllocations(); len(a) > 0 {
 		t.Errorf("IPs still allocated after the reboot recovery: %v", a)
 	}
 	e.checkConsistent()
-	e.removeAll()
-	e.noLeftovers()
+	e.RemoveAll()
+	e.NoLeftovers()
 }

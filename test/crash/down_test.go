@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestExitWhileDown: containers that end while the daemon is down (one
@@ -22,31 +24,31 @@ import (
 func TestExitWhileDown(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.start()
-	image := e.pull()
-	cfg := e.podConfig("down")
-	podID := e.runPod(cfg)
+	e.Start()
+	image := e.Pull()
+	cfg := e.PodConfig("down")
+	podID := e.RunPod(cfg)
 	// Both wait for a file the test creates once the daemon is dead, so
 	// the exits surely happen while it is down.
 	gate := "/tmp/go"
-	seven := e.startContainer(podID, cfg, containerConfig("seven", image, "sh", "-c", "until [ -e "+gate+" ]; do sleep 0.1; done; exit 7"))
-	oomCfg := containerConfig("oom", image, "sh", "-c", "until [ -e "+gate+" ]; do sleep 0.1; done; head -c 300m /dev/zero | tail")
+	seven := e.StartContainer(podID, cfg, harness.ContainerConfig("seven", image, "sh", "-c", "until [ -e "+gate+" ]; do sleep 0.1; done; exit 7"))
+	oomCfg := harness.ContainerConfig("oom", image, "sh", "-c", "until [ -e "+gate+" ]; do sleep 0.1; done; head -c 300m /dev/zero | tail")
 	oomCfg.Linux = &cri.LinuxContainerConfig{Resources: &cri.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}}
-	oom := e.startContainer(podID, cfg, oomCfg)
+	oom := e.StartContainer(podID, cfg, oomCfg)
 
-	e.kill()
+	e.Kill()
 	released := time.Now()
 	for _, id := range []string{seven, oom} {
 		// The gate inside the container's rootfs, through runc's view.
-		rootfs := filepath.Join(e.state, "containers", id, "rootfs")
+		rootfs := filepath.Join(e.State, "containers", id, "rootfs")
 		if err := os.WriteFile(filepath.Join(rootfs, gate), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Wait (daemon still down) until both exits are recorded by the monitor.
-	eventually(t, "exit records written while the daemon is down", 60*time.Second, func() error {
+	harness.Eventually(t, "exit records written while the daemon is down", 60*time.Second, func() error {
 		for _, id := range []string{seven, oom} {
-			if _, err := os.Stat(filepath.Join(e.state, "pods", podID, "exits", id+".json")); err != nil {
+			if _, err := os.Stat(filepath.Join(e.State, "pods", podID, "exits", id+".json")); err != nil {
 				return err
 			}
 		}
@@ -55,9 +57,9 @@ func TestExitWhileDown(t *testing.T) {
 	recorded := time.Now()
 	time.Sleep(1500 * time.Millisecond) // finished_at must not be the restart time
 	restarted := time.Now()
-	e.start()
+	e.Start()
 
-	st := e.containerStatus(seven)
+	st := e.ContainerStatus(seven)
 	if st.State != cri.ContainerState_CONTAINER_EXITED || st.ExitCode != 7 || st.Reason != "Error" {
 		t.Errorf("exit-7 container: state %v exit %d reason %q, want EXITED 7 Error", st.State, st.ExitCode, st.Reason)
 	}
@@ -65,7 +67,7 @@ func TestExitWhileDown(t *testing.T) {
 	if fin.Before(released) || fin.After(recorded) || !fin.Before(restarted) {
 		t.Errorf("exit-7 container finished_at %v, want between %v and %v (daemon restarted at %v)", fin, released, recorded, restarted)
 	}
-	st = e.containerStatus(oom)
+	st = e.ContainerStatus(oom)
 	if st.State != cri.ContainerState_CONTAINER_EXITED || st.Reason != "OOMKilled" {
 		t.Errorf("OOM container: state %v exit %d reason %q, want EXITED OOMKilled", st.State, st.ExitCode, st.Reason)
 	}
@@ -74,8 +76,8 @@ func TestExitWhileDown(t *testing.T) {
 		t.Errorf("OOM container finished_at %v, want between %v and %v", fin, released, recorded)
 	}
 	e.checkConsistent()
-	e.removeAll()
-	e.noLeftovers()
+	e.RemoveAll()
+	e.NoLeftovers()
 }
 
 // TestLogBurstAcrossKills: the daemon is SIGKILLed twice during a 20 s
@@ -83,28 +85,28 @@ func TestExitWhileDown(t *testing.T) {
 func TestLogBurstAcrossKills(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.start()
-	image := e.pull()
-	cfg := e.podConfig("burst")
-	podID := e.runPod(cfg)
+	e.Start()
+	image := e.Pull()
+	cfg := e.PodConfig("burst")
+	podID := e.RunPod(cfg)
 	// Batches of 100 lines between clock reads and short sleeps: thousands
 	// of lines a second, without a fork per line or a log of gigabytes.
 	script := `i=0; end=$(( $(date +%s) + 20 )); while [ $(date +%s) -lt $end ]; do j=0; while [ $j -lt 100 ]; do echo "line $i"; i=$((i+1)); j=$((j+1)); done; sleep 0.01; done; echo "done $i"`
-	id := e.startContainer(podID, cfg, containerConfig("burst", image, "sh", "-c", script))
+	id := e.StartContainer(podID, cfg, harness.ContainerConfig("burst", image, "sh", "-c", script))
 	begin := time.Now()
 	for _, at := range []time.Duration{4 * time.Second, 11 * time.Second} {
 		time.Sleep(time.Until(begin.Add(at)))
-		e.kill()
+		e.Kill()
 		time.Sleep(2 * time.Second)
-		e.start()
+		e.Start()
 	}
-	eventually(t, "burst container exits", 90*time.Second, func() error {
-		if st := e.containerStatus(id); st.State != cri.ContainerState_CONTAINER_EXITED {
-			return errNotYet
+	harness.Eventually(t, "burst container exits", 90*time.Second, func() error {
+		if st := e.ContainerStatus(id); st.State != cri.ContainerState_CONTAINER_EXITED {
+			return harness.ErrNotYet
 		}
 		return nil
 	})
-	st := e.containerStatus(id)
+	st := e.ContainerStatus(id)
 	if st.ExitCode != 0 {
 		t.Errorf("burst container exit %d", st.ExitCode)
 	}
@@ -125,8 +127,8 @@ func TestLogBurstAcrossKills(t *testing.T) {
 			t.Fatalf("log line %d is %q, want %q (lost or duplicated lines)", i, lines[i], want)
 		}
 	}
-	e.removeAll()
-	e.noLeftovers()
+	e.RemoveAll()
+	e.NoLeftovers()
 }
 
 // readCRILog returns the content of each full line of a CRI log, joining
@@ -179,13 +181,13 @@ exit 0
 func TestRunRetryAfterClientGaveUp(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.fakePlugin("slow", slowPlugin)
-	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "slow"})
-	e.start()
-	cfg := e.podConfig("slow")
+	e.FakePlugin("slow", slowPlugin)
+	e.WriteNetConf(e.BridgePlugin(), map[string]any{"type": "slow"})
+	e.Start()
+	cfg := e.PodConfig("slow")
 
 	c1, cancel := context.WithTimeout(context.Background(), time.Second)
-	_, err := e.rs.RunPodSandbox(c1, &cri.RunPodSandboxRequest{Config: cfg})
+	_, err := e.RS.RunPodSandbox(c1, &cri.RunPodSandboxRequest{Config: cfg})
 	cancel()
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("first RunPodSandbox: %v, want DeadlineExceeded after 1 s", err)
@@ -195,7 +197,7 @@ func TestRunRetryAfterClientGaveUp(t *testing.T) {
 	var first string
 	for attempt := 0; ; attempt++ {
 		c2, cancel := context.WithTimeout(context.Background(), time.Second)
-		r, err := e.rs.RunPodSandbox(c2, &cri.RunPodSandboxRequest{Config: cfg})
+		r, err := e.RS.RunPodSandbox(c2, &cri.RunPodSandboxRequest{Config: cfg})
 		cancel()
 		if err == nil {
 			first = r.PodSandboxId
@@ -206,20 +208,20 @@ func TestRunRetryAfterClientGaveUp(t *testing.T) {
 			t.Fatalf("retry %d: %v", attempt, err)
 		}
 	}
-	pods, err := e.rs.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
+	pods, err := e.RS.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pods.Items) != 1 || pods.Items[0].Id != first {
 		t.Errorf("listed pods %v, want only %s", pods.Items, first)
 	}
-	if a := e.ipamAllocations(); len(a) != 1 {
+	if a := e.IPAMAllocations(); len(a) != 1 {
 		t.Errorf("IPs allocated: %v, want exactly one", a)
 	}
-	if s := e.podState(first); s != cri.PodSandboxState_SANDBOX_READY {
+	if s := e.PodState(first); s != cri.PodSandboxState_SANDBOX_READY {
 		t.Errorf("pod is %v", s)
 	}
 	e.checkConsistent()
-	e.removeAll()
-	e.noLeftovers()
+	e.RemoveAll()
+	e.NoLeftovers()
 }

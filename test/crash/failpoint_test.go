@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // crashCase drives one operation into one failpoint.
@@ -30,16 +32,16 @@ type fixture struct {
 func noSetup(e *env) *fixture { return &fixture{} }
 
 func podSetup(e *env) *fixture {
-	f := &fixture{image: e.pull(), podCfg: e.podConfig("fp")}
-	f.podID = e.runPod(f.podCfg)
+	f := &fixture{image: e.Pull(), podCfg: e.PodConfig("fp")}
+	f.podID = e.RunPod(f.podCfg)
 	return f
 }
 
 func createdSetup(e *env) *fixture {
 	f := podSetup(e)
-	id, err := e.createContainer(f.podID, f.podCfg, containerConfig("app", f.image, "sleep", "3600"))
+	id, err := e.CreateContainer(f.podID, f.podCfg, harness.ContainerConfig("app", f.image, "sleep", "3600"))
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	f.ctrID = id
 	return f
@@ -47,50 +49,50 @@ func createdSetup(e *env) *fixture {
 
 func runningSetup(e *env) *fixture {
 	f := podSetup(e)
-	f.ctrID = e.startContainer(f.podID, f.podCfg, containerConfig("app", f.image, "sleep", "3600"))
+	f.ctrID = e.StartContainer(f.podID, f.podCfg, harness.ContainerConfig("app", f.image, "sleep", "3600"))
 	return f
 }
 
 func driveRun(e *env, f *fixture) {
-	f.podCfg = e.podConfig("fp")
-	_, _ = e.rs.RunPodSandbox(ctx(e.t), &cri.RunPodSandboxRequest{Config: f.podCfg})
+	f.podCfg = e.PodConfig("fp")
+	_, _ = e.RS.RunPodSandbox(ctx(e.T), &cri.RunPodSandboxRequest{Config: f.podCfg})
 }
 
 func driveCreate(e *env, f *fixture) {
-	_, _ = e.createContainer(f.podID, f.podCfg, containerConfig("app", f.image, "sleep", "3600"))
+	_, _ = e.CreateContainer(f.podID, f.podCfg, harness.ContainerConfig("app", f.image, "sleep", "3600"))
 }
 
 func driveStart(e *env, f *fixture) {
-	_, _ = e.rs.StartContainer(ctx(e.t), &cri.StartContainerRequest{ContainerId: f.ctrID})
+	_, _ = e.RS.StartContainer(ctx(e.T), &cri.StartContainerRequest{ContainerId: f.ctrID})
 }
 
 func driveStop(e *env, f *fixture) {
-	_, _ = e.rs.StopPodSandbox(ctx(e.t), &cri.StopPodSandboxRequest{PodSandboxId: f.podID})
+	_, _ = e.RS.StopPodSandbox(ctx(e.T), &cri.StopPodSandboxRequest{PodSandboxId: f.podID})
 }
 
 func driveRemove(e *env, f *fixture) {
-	_, _ = e.rs.StopPodSandbox(ctx(e.t), &cri.StopPodSandboxRequest{PodSandboxId: f.podID})
-	_, _ = e.rs.RemovePodSandbox(ctx(e.t), &cri.RemovePodSandboxRequest{PodSandboxId: f.podID})
+	_, _ = e.RS.StopPodSandbox(ctx(e.T), &cri.StopPodSandboxRequest{PodSandboxId: f.podID})
+	_, _ = e.RS.RemovePodSandbox(ctx(e.T), &cri.RemovePodSandboxRequest{PodSandboxId: f.podID})
 }
 
 func drivePull(e *env, f *fixture) {
-	_, _ = e.is.PullImage(ctx(e.t), &cri.PullImageRequest{Image: &cri.ImageSpec{Image: busybox(e.t)}})
+	_, _ = e.IS.PullImage(ctx(e.T), &cri.PullImageRequest{Image: &cri.ImageSpec{Image: harness.Busybox(e.T)}})
 }
 
 // checkRun: the pod is complete (READY, consistent) or absent, and absent
 // means nothing of it is on the host.
 func checkRun(e *env, f *fixture) {
-	t := e.t
-	pods, err := e.rs.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
+	t := e.T
+	pods, err := e.RS.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	switch len(pods.Items) {
 	case 0:
 		t.Logf("pod absent after restart")
-		e.noLeftovers()
+		e.NoLeftovers()
 		// The name is free again: a retry makes the pod.
-		e.runPod(f.podCfg)
+		e.RunPod(f.podCfg)
 	case 1:
 		if s := pods.Items[0].State; s != cri.PodSandboxState_SANDBOX_READY {
 			t.Errorf("pod is %v after restart, want READY or absent", s)
@@ -99,7 +101,7 @@ func checkRun(e *env, f *fixture) {
 	default:
 		t.Errorf("%d pods listed after one RunPodSandbox", len(pods.Items))
 	}
-	if n := len(e.ipamAllocations()); n > len(pods.Items) && len(pods.Items) > 0 {
+	if n := len(e.IPAMAllocations()); n > len(pods.Items) && len(pods.Items) > 0 {
 		t.Errorf("%d IPs allocated for %d pods", n, len(pods.Items))
 	}
 }
@@ -107,30 +109,30 @@ func checkRun(e *env, f *fixture) {
 // checkCreate: the container is CREATED or absent; absent leaves no bundle
 // or rootfs mount.
 func checkCreate(e *env, f *fixture) {
-	t := e.t
-	cs, err := e.rs.ListContainers(ctx(t), &cri.ListContainersRequest{})
+	t := e.T
+	cs, err := e.RS.ListContainers(ctx(t), &cri.ListContainersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	switch len(cs.Containers) {
 	case 0:
 		t.Logf("container absent after restart")
-		if m := mountsUnder(filepath.Join(e.state, "containers")); len(m) > 0 {
+		if m := harness.MountsUnder(filepath.Join(e.State, "containers")); len(m) > 0 {
 			t.Errorf("rootfs mounts left: %v", m)
 		}
-		if ents, _ := os.ReadDir(filepath.Join(e.state, "containers")); len(ents) > 0 {
+		if ents, _ := os.ReadDir(filepath.Join(e.State, "containers")); len(ents) > 0 {
 			t.Errorf("container bundles left: %d", len(ents))
 		}
-		if ents, _ := os.ReadDir(filepath.Join(e.root, "image", "containers")); len(ents) > 0 {
+		if ents, _ := os.ReadDir(filepath.Join(e.Root, "image", "containers")); len(ents) > 0 {
 			t.Errorf("writable layers left: %d", len(ents))
 		}
 		// The name is free again.
-		f.ctrID = e.startContainer(f.podID, f.podCfg, containerConfig("app", f.image, "sleep", "3600"))
+		f.ctrID = e.StartContainer(f.podID, f.podCfg, harness.ContainerConfig("app", f.image, "sleep", "3600"))
 	case 1:
 		if s := cs.Containers[0].State; s != cri.ContainerState_CONTAINER_CREATED {
 			t.Errorf("container is %v after restart, want CREATED or absent", s)
 		}
-		if _, err := e.rs.StartContainer(ctx(t), &cri.StartContainerRequest{ContainerId: cs.Containers[0].Id}); err != nil {
+		if _, err := e.RS.StartContainer(ctx(t), &cri.StartContainerRequest{ContainerId: cs.Containers[0].Id}); err != nil {
 			t.Errorf("start the recovered container: %v", err)
 		}
 	default:
@@ -140,12 +142,12 @@ func checkCreate(e *env, f *fixture) {
 
 // checkStart: the container is CREATED (and then starts) or RUNNING.
 func checkStart(e *env, f *fixture) {
-	t := e.t
-	st := e.containerStatus(f.ctrID)
+	t := e.T
+	st := e.ContainerStatus(f.ctrID)
 	switch st.State {
 	case cri.ContainerState_CONTAINER_CREATED:
 		t.Logf("container created (not started) after restart")
-		if _, err := e.rs.StartContainer(ctx(t), &cri.StartContainerRequest{ContainerId: f.ctrID}); err != nil {
+		if _, err := e.RS.StartContainer(ctx(t), &cri.StartContainerRequest{ContainerId: f.ctrID}); err != nil {
 			t.Errorf("start the recovered container: %v", err)
 		}
 	case cri.ContainerState_CONTAINER_RUNNING:
@@ -153,63 +155,63 @@ func checkStart(e *env, f *fixture) {
 	default:
 		t.Errorf("container is %v after restart, want CREATED or RUNNING", st.State)
 	}
-	if st := e.containerStatus(f.ctrID); st.State != cri.ContainerState_CONTAINER_RUNNING {
+	if st := e.ContainerStatus(f.ctrID); st.State != cri.ContainerState_CONTAINER_RUNNING {
 		t.Errorf("container is %v, want RUNNING", st.State)
 	}
 }
 
 // checkStopped: the pod is listed, READY or NOTREADY; Stop then works.
 func checkStopped(e *env, f *fixture) {
-	t := e.t
-	t.Logf("pod is %v after restart", e.podState(f.podID))
-	if _, err := e.rs.StopPodSandbox(ctx(t), &cri.StopPodSandboxRequest{PodSandboxId: f.podID}); err != nil {
+	t := e.T
+	t.Logf("pod is %v after restart", e.PodState(f.podID))
+	if _, err := e.RS.StopPodSandbox(ctx(t), &cri.StopPodSandboxRequest{PodSandboxId: f.podID}); err != nil {
 		t.Errorf("StopPodSandbox after restart: %v", err)
 	}
-	if s := e.podState(f.podID); s != cri.PodSandboxState_SANDBOX_NOTREADY {
+	if s := e.PodState(f.podID); s != cri.PodSandboxState_SANDBOX_NOTREADY {
 		t.Errorf("pod is %v after Stop, want NOTREADY", s)
 	}
-	if st := e.containerStatus(f.ctrID); st.State != cri.ContainerState_CONTAINER_EXITED {
+	if st := e.ContainerStatus(f.ctrID); st.State != cri.ContainerState_CONTAINER_EXITED {
 		t.Errorf("container is %v after Stop, want EXITED", st.State)
 	}
-	if a := e.ipamAllocations(); len(a) > 0 {
+	if a := e.IPAMAllocations(); len(a) > 0 {
 		t.Errorf("stopped pod still holds IPs %v", a)
 	}
 }
 
 // checkRemoved: the pod is gone or removable.
 func checkRemoved(e *env, f *fixture) {
-	t := e.t
-	pods, err := e.rs.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
+	t := e.T
+	pods, err := e.RS.ListPodSandbox(ctx(t), &cri.ListPodSandboxRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d pods listed after restart", len(pods.Items))
-	if _, err := e.rs.RemovePodSandbox(ctx(t), &cri.RemovePodSandboxRequest{PodSandboxId: f.podID}); err != nil {
+	if _, err := e.RS.RemovePodSandbox(ctx(t), &cri.RemovePodSandboxRequest{PodSandboxId: f.podID}); err != nil {
 		t.Errorf("RemovePodSandbox after restart: %v", err)
 	}
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // checkPull: the image is complete or absent; no temp files; a pull then
 // succeeds and the image runs.
 func checkPull(e *env, f *fixture) {
-	t := e.t
-	ref := busybox(t)
-	r, err := e.is.ImageStatus(ctx(t), &cri.ImageStatusRequest{Image: &cri.ImageSpec{Image: ref}})
+	t := e.T
+	ref := harness.Busybox(t)
+	r, err := e.IS.ImageStatus(ctx(t), &cri.ImageStatusRequest{Image: &cri.ImageSpec{Image: ref}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("image present after restart: %v", r.Image != nil)
-	if ents, _ := os.ReadDir(filepath.Join(e.root, "image", "tmp")); len(ents) > 0 {
+	if ents, _ := os.ReadDir(filepath.Join(e.Root, "image", "tmp")); len(ents) > 0 {
 		t.Errorf("image tmp dir holds %d entries after restart", len(ents))
 	}
-	f.image = e.pull()
-	f.podCfg = e.podConfig("fp")
-	f.podID = e.runPod(f.podCfg)
-	id := e.startContainer(f.podID, f.podCfg, containerConfig("app", f.image, "sh", "-c", "ls /bin/busybox && sleep 3600"))
-	eventually(t, "container from the recovered image runs", 30e9, func() error {
-		if st := e.containerStatus(id); st.State != cri.ContainerState_CONTAINER_RUNNING {
-			return errNotYet
+	f.image = e.Pull()
+	f.podCfg = e.PodConfig("fp")
+	f.podID = e.RunPod(f.podCfg)
+	id := e.StartContainer(f.podID, f.podCfg, harness.ContainerConfig("app", f.image, "sh", "-c", "ls /bin/busybox && sleep 3600"))
+	harness.Eventually(t, "container from the recovered image runs", 30e9, func() error {
+		if st := e.ContainerStatus(id); st.State != cri.ContainerState_CONTAINER_RUNNING {
+			return harness.ErrNotYet
 		}
 		return nil
 	})
@@ -242,16 +244,16 @@ func TestFailpoints(t *testing.T) {
 	for _, c := range crashCases {
 		t.Run(c.step, func(t *testing.T) {
 			e := newEnv(t)
-			e.start("POD_SHIM_FAILPOINTS=" + c.step)
+			e.Start("POD_SHIM_FAILPOINTS=" + c.step)
 			f := c.setup(e)
 			c.drive(e, f)
 			e.waitCrash(c.step)
-			e.start()
+			e.Start()
 			e.checkConsistent()
 			c.check(e, f)
 			e.checkConsistent()
-			e.removeAll()
-			e.noLeftovers()
+			e.RemoveAll()
+			e.NoLeftovers()
 		})
 	}
 }

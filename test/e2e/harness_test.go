@@ -12,13 +12,7 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // requireHost skips unless the e2e prerequisites are present.
 func requireHost(t testing.TB) {
 	t.Helper()
-	harness.RequireHost(t, harness.Host{
-		Suite:   "end-to-end test",
-		Bins:    []string{"runc", "ip", "curl", "gcc"},
-		Plugins: []string{"bridge", "host-local", "portmap"},
-		Files:   []string{images.BusyboxPath},
-		Crictl:  true,
-	})
+	harness.RequireHost(t, harness.CrictlHost)
 }
 
 // daemon is one pod-shim serve process with private dirs, CNI config and

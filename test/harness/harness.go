@@ -68,6 +68,16 @@ type Host struct {
 	Crictl  bool     // crictl is needed
 }
 
+// CrictlHost is what the suites driving the daemon through crictl need
+// (test/e2e, test/containers, test/streaming).
+var CrictlHost = Host{
+	Suite:   "end-to-end test",
+	Bins:    []string{"runc", "ip", "curl", "gcc"},
+	Plugins: []string{"bridge", "host-local", "portmap"},
+	Files:   []string{images.BusyboxPath},
+	Crictl:  true,
+}
+
 // RequireHost skips the test unless the host has what h lists, runs as root
 // and the run is not -short.
 func RequireHost(t testing.TB, h Host) {
