@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -19,9 +20,9 @@ import (
 func TestPodChurn(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin(), portmapPlugin())
-	e.start()
-	ipamBefore, netnsBefore, vethsBefore := e.ipamAllocations(), e.netnsFiles(), e.vethsOnBridge()
+	e.WriteNetConf(e.BridgePlugin(), portmapPlugin())
+	e.Start()
+	ipamBefore, netnsBefore, vethsBefore := e.IPAMAllocations(), e.NetnsFiles(), e.VethsOnBridge()
 
 	const pods, clients = 100, 8
 	results := make([]churnResult, pods)
@@ -55,8 +56,8 @@ func TestPodChurn(t *testing.T) {
 			t.Errorf("pods %d and %d both got IP %s", j, i, r.ip)
 		}
 		seen[r.ip] = i
-		if !e.subnet.Contains(parseIP(r.ip)) {
-			t.Errorf("pod %d IP %s not in %s", i, r.ip, e.subnet)
+		if !e.Subnet.Contains(net.ParseIP(r.ip)) {
+			t.Errorf("pod %d IP %s not in %s", i, r.ip, e.Subnet)
 		}
 		if r.hostPort {
 			withPM = append(withPM, r.run)
@@ -68,14 +69,14 @@ func TestPodChurn(t *testing.T) {
 		pods, clients, took.Round(time.Millisecond), pct(withPM, 50), pct(withPM, 90), pct(withoutPM, 50), pct(withoutPM, 90))
 
 	e.noPods()
-	e.noLeftovers()
-	if a := e.ipamAllocations(); !slices.Equal(a, ipamBefore) {
+	e.NoLeftovers()
+	if a := e.IPAMAllocations(); !slices.Equal(a, ipamBefore) {
 		t.Errorf("host-local store %v, was %v", a, ipamBefore)
 	}
-	if n := e.netnsFiles(); !slices.Equal(n, netnsBefore) {
+	if n := e.NetnsFiles(); !slices.Equal(n, netnsBefore) {
 		t.Errorf("netns dir %v, was %v", n, netnsBefore)
 	}
-	if v := e.vethsOnBridge(); !slices.Equal(v, vethsBefore) {
+	if v := e.VethsOnBridge(); !slices.Equal(v, vethsBefore) {
 		t.Errorf("veths on the bridge %v, were %v", v, vethsBefore)
 	}
 }
@@ -97,13 +98,13 @@ func (e *env) churnOne(i int) (r churnResult) {
 		cfg.PortMappings = []*cri.PortMapping{{Protocol: cri.Protocol_TCP, ContainerPort: 80, HostPort: int32(31000 + i)}}
 	}
 	t0 := time.Now()
-	run, err := e.rs.RunPodSandbox(c, &cri.RunPodSandboxRequest{Config: cfg})
+	run, err := e.RS.RunPodSandbox(c, &cri.RunPodSandboxRequest{Config: cfg})
 	r.run = time.Since(t0)
 	if err != nil {
 		r.err = fmt.Errorf("RunPodSandbox: %w", err)
 		return r
 	}
-	st, err := e.rs.PodSandboxStatus(c, &cri.PodSandboxStatusRequest{PodSandboxId: run.PodSandboxId})
+	st, err := e.RS.PodSandboxStatus(c, &cri.PodSandboxStatusRequest{PodSandboxId: run.PodSandboxId})
 	if err != nil {
 		r.err = fmt.Errorf("PodSandboxStatus: %w", err)
 		return r
@@ -112,11 +113,11 @@ func (e *env) churnOne(i int) (r churnResult) {
 		r.err = fmt.Errorf("pod is %v", st.Status.State)
 	}
 	r.ip = st.Status.GetNetwork().GetIp()
-	if _, err := e.rs.StopPodSandbox(c, &cri.StopPodSandboxRequest{PodSandboxId: run.PodSandboxId}); err != nil {
+	if _, err := e.RS.StopPodSandbox(c, &cri.StopPodSandboxRequest{PodSandboxId: run.PodSandboxId}); err != nil {
 		r.err = fmt.Errorf("StopPodSandbox: %w", err)
 		return r
 	}
-	if _, err := e.rs.RemovePodSandbox(c, &cri.RemovePodSandboxRequest{PodSandboxId: run.PodSandboxId}); err != nil {
+	if _, err := e.RS.RemovePodSandbox(c, &cri.RemovePodSandboxRequest{PodSandboxId: run.PodSandboxId}); err != nil {
 		r.err = fmt.Errorf("RemovePodSandbox: %w", err)
 	}
 	return r

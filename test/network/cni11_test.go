@@ -13,24 +13,9 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
-)
 
-// writeNetConfVersion is writeNetConf with a chosen cniVersion.
-func (e *env) writeNetConfVersion(version string, plugins ...map[string]any) {
-	e.t.Helper()
-	conf := map[string]any{"cniVersion": version, "name": e.netName, "plugins": plugins}
-	b, err := json.MarshalIndent(conf, "", "  ")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	file := filepath.Join(e.cniConf, "10-"+e.netName+".conflist")
-	if err := os.WriteFile(file+".tmp", b, 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.Rename(file+".tmp", file); err != nil {
-		e.t.Fatal(err)
-	}
-}
+	"github.com/pod-shim/pod-shim/test/harness"
+)
 
 // A CNI 1.1 plugin that answers STATUS with an error keeps NetworkReady
 // false with its message, and NetworkReady turns true once it is ready; a
@@ -38,12 +23,12 @@ func (e *env) writeNetConfVersion(version string, plugins ...map[string]any) {
 func TestCNIStatus(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	calls := filepath.Join(e.base, "status-calls")
-	marker := filepath.Join(e.base, "not-ready")
+	calls := filepath.Join(e.Base, "status-calls")
+	marker := filepath.Join(e.Base, "not-ready")
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.fakePlugin("fake11", fmt.Sprintf(`#!/bin/sh
+	e.FakePlugin("fake11", fmt.Sprintf(`#!/bin/sh
 cat >/dev/null
 echo "$CNI_COMMAND" >>%q
 case "$CNI_COMMAND" in
@@ -55,10 +40,10 @@ STATUS)
 	fi ;;
 esac
 `, calls, marker))
-	e.writeNetConfVersion("1.1.0", map[string]any{"type": "fake11"})
-	e.start()
+	e.WriteNetConfVersion("1.1.0", map[string]any{"type": "fake11"})
+	e.Start()
 
-	eventually(t, "NetworkReady false with the plugin's message", 10*time.Second, func() error {
+	harness.Eventually(t, "NetworkReady false with the plugin's message", 10*time.Second, func() error {
 		ok, why := e.networkReady()
 		if ok || !strings.HasPrefix(why, "NetworkPluginNotReady: ") || !strings.Contains(why, "overlay not programmed yet") {
 			return fmt.Errorf("NetworkReady = %v %q", ok, why)
@@ -68,7 +53,7 @@ esac
 	if err := os.Remove(marker); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "NetworkReady true once STATUS succeeds", 10*time.Second, func() error {
+	harness.Eventually(t, "NetworkReady true once STATUS succeeds", 10*time.Second, func() error {
 		if ok, why := e.networkReady(); !ok {
 			return fmt.Errorf("NetworkReady = false %q", why)
 		}
@@ -76,8 +61,8 @@ esac
 	})
 
 	// Back to a 1.0.0 config of the real plugins: ready, and no STATUS.
-	e.writeNetConf(e.bridgePlugin())
-	eventually(t, "NetworkReady with a CNI 1.0 config", 10*time.Second, func() error {
+	e.WriteNetConf(e.BridgePlugin())
+	harness.Eventually(t, "NetworkReady with a CNI 1.0 config", 10*time.Second, func() error {
 		if ok, why := e.networkReady(); !ok {
 			return fmt.Errorf("NetworkReady = false %q", why)
 		}
@@ -92,8 +77,8 @@ esac
 
 	// Debian's 1.1.1 plugins under a 1.1.0 config: not ready, saying why,
 	// and STATUS (which they would take for a malformed ADD) not sent.
-	e.writeNetConfVersion("1.1.0", e.bridgePlugin())
-	eventually(t, "NetworkReady false for pre-1.1 plugins under a 1.1.0 config", 10*time.Second, func() error {
+	e.WriteNetConfVersion("1.1.0", e.BridgePlugin())
+	harness.Eventually(t, "NetworkReady false for pre-1.1 plugins under a 1.1.0 config", 10*time.Second, func() error {
 		ok, why := e.networkReady()
 		if ok || !strings.Contains(why, "not the config's 1.1.0") {
 			return fmt.Errorf("NetworkReady = %v %q", ok, why)
@@ -105,8 +90,8 @@ esac
 // capturePlugin is a chained plugin that declares the given capabilities,
 // records the config it is handed at ADD, and passes the result on.
 func (e *env) capturePlugin(name string) (out string) {
-	out = filepath.Join(e.base, name+".stdin")
-	e.fakePlugin(name, fmt.Sprintf(`#!/bin/sh
+	out = filepath.Join(e.Base, name+".stdin")
+	e.FakePlugin(name, fmt.Sprintf(`#!/bin/sh
 in=$(cat)
 case "$CNI_COMMAND" in
 ADD) printf '%%s' "$in" >%q; printf '%%s' "$in" | jq -c .prevResult ;;
@@ -124,13 +109,13 @@ func TestCapabilityArgsDNSAndAnnotations(t *testing.T) {
 	e := newEnv(t)
 	withCaps := e.capturePlugin("capdns")
 	without := e.capturePlugin("capnone")
-	e.writeNetConf(e.bridgePlugin(),
+	e.WriteNetConf(e.BridgePlugin(),
 		map[string]any{"type": "capdns", "capabilities": map[string]bool{"dns": true, "io.kubernetes.cri.pod-annotations": true, "ips": true, "mac": true}},
 		map[string]any{"type": "capnone"})
-	e.start()
+	e.Start()
 
 	dns := &cri.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"ns.svc.cluster.local"}, Options: []string{"ndots:5"}}
-	id := e.runPod(e.podConfig("caps", func(c *cri.PodSandboxConfig) {
+	id := e.RunPod(e.podConfig("caps", func(c *cri.PodSandboxConfig) {
 		c.DnsConfig = dns
 		c.Annotations = map[string]string{"example.com/team": "net"}
 	}))
@@ -166,16 +151,16 @@ func TestCapabilityArgsDNSAndAnnotations(t *testing.T) {
 		t.Errorf("a plugin without capabilities got runtimeConfig: %s", b)
 	}
 
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // randomULA returns an fd00::/8 /64 with random bits, for a private IPv6 range.
 func randomULA() string {
-	h := randHex(6)
+	h := harness.RandHex(6)
 	return fmt.Sprintf("fd%s:%s:%s::/64", h[:2], h[2:6], h[6:10])
 }
 
@@ -188,18 +173,18 @@ func TestDualStack(t *testing.T) {
 	}
 	e := newEnv(t)
 	v6 := randomULA()
-	br := e.bridgePlugin()
+	br := e.BridgePlugin()
 	ipam := br["ipam"].(map[string]any)
-	ipam["ranges"] = [][]map[string]string{{{"subnet": e.subnet.String()}}, {{"subnet": v6}}}
+	ipam["ranges"] = [][]map[string]string{{{"subnet": e.Subnet.String()}}, {{"subnet": v6}}}
 	ipam["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
-	e.writeNetConf(br)
-	e.start()
+	e.WriteNetConf(br)
+	e.Start()
 
-	id := e.runPod(e.podConfig("dual"))
-	st := e.podStatus(id).GetStatus()
+	id := e.RunPod(e.podConfig("dual"))
+	st := e.PodStatus(id).GetStatus()
 	ip4 := net.ParseIP(st.GetNetwork().GetIp())
-	if ip4 == nil || ip4.To4() == nil || !e.subnet.Contains(ip4) {
-		t.Errorf("network.ip = %q, want an IPv4 address in %s", st.GetNetwork().GetIp(), e.subnet)
+	if ip4 == nil || ip4.To4() == nil || !e.Subnet.Contains(ip4) {
+		t.Errorf("network.ip = %q, want an IPv4 address in %s", st.GetNetwork().GetIp(), e.Subnet)
 	}
 	_, v6net, _ := net.ParseCIDR(v6)
 	var extra []string
@@ -209,19 +194,19 @@ func TestDualStack(t *testing.T) {
 	if len(extra) != 1 || net.ParseIP(extra[0]) == nil || net.ParseIP(extra[0]).To4() != nil || !v6net.Contains(net.ParseIP(extra[0])) {
 		t.Fatalf("additional_ips = %v, want one IPv6 address in %s", extra, v6)
 	}
-	out, err := exec.Command("nsenter", "--net="+filepath.Join(e.state, "netns", id), "ip", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+	out, err := exec.Command("nsenter", "--net="+filepath.Join(e.State, "netns", id), "ip", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), " "+ip4.String()+"/") || !strings.Contains(string(out), " "+extra[0]+"/64") {
 		t.Errorf("eth0 in the pod lacks %s or %s: %v\n%s", ip4, extra[0], err, out)
 	}
-	if got := e.ipamAllocations(); len(got) != 2 {
+	if got := e.IPAMAllocations(); len(got) != 2 {
 		t.Errorf("host-local holds %v, want the pod's two addresses", got)
 	}
 
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // ifbLinks lists the host's ifb devices (the bandwidth plugin's egress shapers).
@@ -249,7 +234,7 @@ func qdiscs(dev string) string {
 // the pod takes both away.
 func TestBandwidthPlugin(t *testing.T) {
 	requireHost(t)
-	if _, err := os.Stat(filepath.Join(cniBinDir, "bandwidth")); err != nil {
+	if _, err := os.Stat(filepath.Join(harness.CNIBinDir, "bandwidth")); err != nil {
 		t.Skipf("needs the bandwidth CNI plugin: %v", err)
 	}
 	if _, err := exec.LookPath("tc"); err != nil {
@@ -265,15 +250,15 @@ func TestBandwidthPlugin(t *testing.T) {
 			}
 		}
 	})
-	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}})
-	e.start()
+	e.WriteNetConf(e.BridgePlugin(), map[string]any{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}})
+	e.Start()
 
-	id := e.runPod(e.podConfig("shaped", func(c *cri.PodSandboxConfig) {
+	id := e.RunPod(e.podConfig("shaped", func(c *cri.PodSandboxConfig) {
 		c.Annotations = map[string]string{"kubernetes.io/ingress-bandwidth": "1M", "kubernetes.io/egress-bandwidth": "2M"}
 	}))
-	veths := e.vethsOnBridge()
+	veths := e.VethsOnBridge()
 	if len(veths) != 1 {
-		t.Fatalf("veths on %s: %v, want the pod's one", e.bridge, veths)
+		t.Fatalf("veths on %s: %v, want the pod's one", e.Bridge, veths)
 	}
 	if q := qdiscs(veths[0]); !strings.Contains(q, "qdisc tbf") || !strings.Contains(q, "rate 1Mbit") {
 		t.Errorf("host veth %s: no 1Mbit tbf for the pod's ingress:\n%s", veths[0], q)
@@ -292,17 +277,17 @@ func TestBandwidthPlugin(t *testing.T) {
 	}
 
 	// An unshaped pod on the same network gets no qdisc of the plugin.
-	plain := e.runPod(e.podConfig("plain"))
-	for _, v := range e.vethsOnBridge() {
+	plain := e.RunPod(e.podConfig("plain"))
+	for _, v := range e.VethsOnBridge() {
 		if v != veths[0] && strings.Contains(qdiscs(v), "tbf") {
 			t.Errorf("unshaped pod's veth %s has a tbf:\n%s", v, qdiscs(v))
 		}
 	}
-	if err := e.removePod(plain); err != nil {
+	if err := e.RemovePod(plain); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
 	if exec.Command("ip", "link", "show", veths[0]).Run() == nil {
@@ -312,7 +297,7 @@ func TestBandwidthPlugin(t *testing.T) {
 		t.Errorf("ifb %s left after removal", ifbs[0])
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // cgroupDirs lists where path exists across the v1 hierarchies (or v2).
@@ -338,13 +323,13 @@ func cgroupDirs(path string) []string {
 func TestPodCgroupRemoved(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin())
-	e.start()
+	e.WriteNetConf(e.BridgePlugin())
+	e.Start()
 
-	top := "/" + e.bridge + "-cg"
+	top := "/" + e.Bridge + "-cg"
 	t.Cleanup(func() { removeCgroup(t, top+"/own"); removeCgroup(t, top+"/kubelet") })
-	own := top + "/own/pod" + randHex(4)
-	kubelet := top + "/kubelet/pod" + randHex(4)
+	own := top + "/own/pod" + harness.RandHex(4)
+	kubelet := top + "/kubelet/pod" + harness.RandHex(4)
 	// The kubelet makes its pod cgroup before RunPodSandbox.
 	ents, _ := os.ReadDir("/sys/fs/cgroup")
 	for _, h := range ents {
@@ -357,18 +342,18 @@ func TestPodCgroupRemoved(t *testing.T) {
 	kubeletDirs := cgroupDirs(kubelet)
 
 	res := &cri.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 256}
-	ownID := e.runPod(e.podConfig("own", func(c *cri.PodSandboxConfig) { c.Linux.CgroupParent = own; c.Linux.Resources = res }))
-	kubeID := e.runPod(e.podConfig("kube", func(c *cri.PodSandboxConfig) { c.Linux.CgroupParent = kubelet; c.Linux.Resources = res }))
+	ownID := e.RunPod(e.podConfig("own", func(c *cri.PodSandboxConfig) { c.Linux.CgroupParent = own; c.Linux.Resources = res }))
+	kubeID := e.RunPod(e.podConfig("kube", func(c *cri.PodSandboxConfig) { c.Linux.CgroupParent = kubelet; c.Linux.Resources = res }))
 	ownDirs := cgroupDirs(own)
 	if !slices.ContainsFunc(ownDirs, func(d string) bool { return strings.HasPrefix(d, "/sys/fs/cgroup/memory/") }) {
 		t.Fatalf("pod cgroup %s not made in the memory hierarchy: %v", own, ownDirs)
 	}
 
 	for _, id := range []string{ownID, kubeID} {
-		if err := e.stopPod(id); err != nil {
+		if err := e.StopPod(id); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.removePod(id); err != nil {
+		if err := e.RemovePod(id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -382,5 +367,5 @@ func TestPodCgroupRemoved(t *testing.T) {
 		t.Errorf("a cgroup parent that existed before the pod was touched: before %v, after %v", kubeletDirs, now)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }

@@ -10,6 +10,7 @@ import (
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/pod-shim/pod-shim/test/harness"
 	"github.com/pod-shim/pod-shim/test/images"
 )
 
@@ -23,18 +24,18 @@ func TestHostPort(t *testing.T) {
 		l.Close()
 	}
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin(), portmapPlugin())
-	e.start()
-	ref := e.pull()
+	e.WriteNetConf(e.BridgePlugin(), portmapPlugin())
+	e.Start()
+	ref := e.Pull()
 
 	cfg := e.podConfig("web", func(c *cri.PodSandboxConfig) {
 		c.PortMappings = []*cri.PortMapping{{Protocol: cri.Protocol_TCP, ContainerPort: 8080, HostPort: 18080}}
 	})
-	id := e.runPod(cfg)
+	id := e.RunPod(cfg)
 	e.startContainer(id, cfg, ref, cri.NamespaceMode_CONTAINER, "httpd", "-f", "-p", "8080", "-h", "/var/www")
 
 	var body string
-	eventually(t, "curl http://127.0.0.1:18080/", 30*time.Second, func() error {
+	harness.Eventually(t, "curl http://127.0.0.1:18080/", 30*time.Second, func() error {
 		out, err := exec.Command("curl", "-sS", "--max-time", "5", "http://127.0.0.1:18080/").CombinedOutput()
 		body = string(out)
 		if err != nil {
@@ -45,7 +46,7 @@ func TestHostPort(t *testing.T) {
 	if body != images.IndexHTML {
 		t.Errorf("curl 127.0.0.1:18080 = %q, want %q", body, images.IndexHTML)
 	}
-	ip := e.podStatus(id).Status.Network.Ip
+	ip := e.PodStatus(id).Status.Network.Ip
 	if out, err := exec.Command("curl", "-sS", "--max-time", "5", "http://"+ip+":8080/").CombinedOutput(); err != nil || string(out) != images.IndexHTML {
 		t.Errorf("curl pod IP %s:8080: %v %q", ip, err, out)
 	}
@@ -59,10 +60,10 @@ func TestHostPort(t *testing.T) {
 		t.Errorf("no nat rule mentions 18080 while the pod runs")
 	}
 
-	if err := e.stopPod(id); err != nil {
+	if err := e.StopPod(id); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range natRules(t) {
@@ -73,5 +74,5 @@ func TestHostPort(t *testing.T) {
 	if out, err := exec.Command("curl", "-sS", "--max-time", "3", "http://127.0.0.1:18080/").CombinedOutput(); err == nil {
 		t.Errorf("127.0.0.1:18080 still answers after removal: %q", out)
 	}
-	e.noLeftovers()
+	e.NoLeftovers()
 }

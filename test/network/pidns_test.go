@@ -10,6 +10,8 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 type procInfo struct {
@@ -53,16 +55,16 @@ func procsInPIDNS(ns string) []procInfo {
 func TestSharedPIDNamespaceReapsZombies(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin())
-	e.start()
-	ref := e.pull()
+	e.WriteNetConf(e.BridgePlugin())
+	e.Start()
+	ref := e.Pull()
 	cfg := e.podConfig("pidns", func(c *cri.PodSandboxConfig) {
 		c.Linux.SecurityContext.NamespaceOptions.Pid = cri.NamespaceMode_POD
 	})
-	id := e.runPod(cfg)
-	pausePID, err := strconv.Atoi(e.podStatus(id).Info["pid"])
+	id := e.RunPod(cfg)
+	pausePID, err := strconv.Atoi(e.PodStatus(id).Info["pid"])
 	if err != nil || pausePID <= 0 {
-		t.Fatalf("verbose status pid %q: %v", e.podStatus(id).Info["pid"], err)
+		t.Fatalf("verbose status pid %q: %v", e.PodStatus(id).Info["pid"], err)
 	}
 	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pausePID))
 	if err != nil {
@@ -74,7 +76,7 @@ func TestSharedPIDNamespaceReapsZombies(t *testing.T) {
 	e.startContainer(id, cfg, ref, cri.NamespaceMode_POD, "sh", "-c", "(sleep 2 &) ; exec sleep 3600")
 
 	var orphan procInfo
-	eventually(t, "the orphaned sleep is reparented to pause", 30*time.Second, func() error {
+	harness.Eventually(t, "the orphaned sleep is reparented to pause", 30*time.Second, func() error {
 		for _, p := range procsInPIDNS(ns) {
 			if p.cmdline == "sleep 2" {
 				if p.ppid != pausePID {
@@ -86,7 +88,7 @@ func TestSharedPIDNamespaceReapsZombies(t *testing.T) {
 		}
 		return fmt.Errorf("no 'sleep 2' in pid namespace %s yet: %+v", ns, procsInPIDNS(ns))
 	})
-	eventually(t, "the orphan exits and is reaped", 30*time.Second, func() error {
+	harness.Eventually(t, "the orphan exits and is reaped", 30*time.Second, func() error {
 		for _, p := range procsInPIDNS(ns) {
 			if p.state == "Z" {
 				return fmt.Errorf("zombie in the pod: %+v", p)
@@ -102,11 +104,11 @@ func TestSharedPIDNamespaceReapsZombies(t *testing.T) {
 	if !strings.Contains(string(status), "NSpid:\t"+strconv.Itoa(pausePID)+"\t1\n") {
 		t.Errorf("pause is not PID 1 of the pod's namespace: %s", status)
 	}
-	if err := e.stopPod(id); err != nil {
+	if err := e.StopPod(id); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
-	e.noLeftovers()
+	e.NoLeftovers()
 }

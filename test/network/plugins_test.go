@@ -1,6 +1,7 @@
 package network
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,20 +11,22 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // networkReady reads NetworkReady from Status.
 func (e *env) networkReady() (bool, string) {
-	r, err := e.rs.Status(ctx(e.t), &cri.StatusRequest{})
+	r, err := e.RS.Status(ctx(e.T), &cri.StatusRequest{})
 	if err != nil {
-		e.t.Fatalf("Status: %v", err)
+		e.T.Fatalf("Status: %v", err)
 	}
 	for _, c := range r.Status.Conditions {
 		if c.Type == cri.NetworkReady {
 			return c.Status, c.Reason + ": " + c.Message
 		}
 	}
-	e.t.Fatal("Status has no NetworkReady condition")
+	e.T.Fatal("Status has no NetworkReady condition")
 	return false, ""
 }
 
@@ -32,33 +35,33 @@ func (e *env) networkReady() (bool, string) {
 func TestConfDropIn(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.start()
+	e.Start()
 	if ok, why := e.networkReady(); ok {
 		t.Fatalf("NetworkReady is true with an empty conf dir")
 	} else if !strings.Contains(why, "NetworkPluginNotReady") {
 		t.Errorf("NetworkReady false with reason %q, want NetworkPluginNotReady", why)
 	}
-	if _, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("early")}); err == nil {
+	if _, err := e.RS.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("early")}); err == nil {
 		t.Error("RunPodSandbox succeeded with no network config")
 	}
 
-	e.writeNetConf(e.bridgePlugin())
+	e.WriteNetConf(e.BridgePlugin())
 	// 5 s is the acceptance bound: the daemon looks at the dir every 0.5 s.
-	eventually(t, "NetworkReady after the config appeared", 5*time.Second, func() error {
+	harness.Eventually(t, "NetworkReady after the config appeared", 5*time.Second, func() error {
 		if ok, why := e.networkReady(); !ok {
 			return errorString(why)
 		}
 		return nil
 	})
-	id := e.runPod(e.podConfig("late"))
-	ip := e.podStatus(id).Status.GetNetwork().GetIp()
-	if !e.subnet.Contains(parseIP(ip)) {
-		t.Errorf("pod IP %q not in %s", ip, e.subnet)
+	id := e.RunPod(e.podConfig("late"))
+	ip := e.PodStatus(id).Status.GetNetwork().GetIp()
+	if !e.Subnet.Contains(net.ParseIP(ip)) {
+		t.Errorf("pod IP %q not in %s", ip, e.Subnet)
 	}
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // Fake plugins chained after the real bridge (which allocates the IP and the
@@ -106,10 +109,10 @@ exit 0
 func TestFailingADD(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.fakePlugin("failadd", failAddPlugin)
-	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "failadd"})
-	e.start()
-	_, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("failadd")})
+	e.FakePlugin("failadd", failAddPlugin)
+	e.WriteNetConf(e.BridgePlugin(), map[string]any{"type": "failadd"})
+	e.Start()
+	_, err := e.RS.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("failadd")})
 	if err == nil {
 		t.Fatal("RunPodSandbox succeeded although ADD failed")
 	}
@@ -117,7 +120,7 @@ func TestFailingADD(t *testing.T) {
 		t.Errorf("RunPodSandbox error %v does not carry the plugin's message", err)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // TestHangingADD: ADD never returns → RunPodSandbox fails at the configured
@@ -125,12 +128,12 @@ func TestFailingADD(t *testing.T) {
 func TestHangingADD(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.setConfig("[cni]\ntimeout = \"3s\"\n")
-	e.fakePlugin("hangadd", hangAddPlugin)
-	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "hangadd"})
-	e.start()
+	e.SetConfig("[cni]\ntimeout = \"3s\"\n")
+	e.FakePlugin("hangadd", hangAddPlugin)
+	e.WriteNetConf(e.BridgePlugin(), map[string]any{"type": "hangadd"})
+	e.Start()
 	start := time.Now()
-	_, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("hang")})
+	_, err := e.RS.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("hang")})
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("RunPodSandbox succeeded although ADD hung")
@@ -142,7 +145,7 @@ func TestHangingADD(t *testing.T) {
 	}
 	t.Logf("RunPodSandbox with a hanging ADD failed after %v: %v", took, err)
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // TestFailingDEL: DEL fails twice → StopPodSandbox and RemovePodSandbox
@@ -150,57 +153,57 @@ func TestHangingADD(t *testing.T) {
 func TestFailingDEL(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	stateDir := filepath.Join(e.base, "faildel")
+	stateDir := filepath.Join(e.Base, "faildel")
 	os.MkdirAll(stateDir, 0o755)
-	e.fakePlugin("faildel", failDelTwicePlugin)
-	e.writeNetConf(e.bridgePlugin(), map[string]any{"type": "faildel", "stateDir": stateDir})
-	e.start()
-	id := e.runPod(e.podConfig("faildel"))
-	ip := e.podStatus(id).Status.GetNetwork().GetIp()
+	e.FakePlugin("faildel", failDelTwicePlugin)
+	e.WriteNetConf(e.BridgePlugin(), map[string]any{"type": "faildel", "stateDir": stateDir})
+	e.Start()
+	id := e.RunPod(e.podConfig("faildel"))
+	ip := e.PodStatus(id).Status.GetNetwork().GetIp()
 	if ip == "" {
 		t.Fatal("pod has no IP")
 	}
 
-	if err := e.stopPod(id); err == nil {
+	if err := e.StopPod(id); err == nil {
 		t.Fatal("StopPodSandbox succeeded although CNI DEL failed")
 	} else if !strings.Contains(err.Error(), "DEL fails") {
 		t.Errorf("StopPodSandbox error %v does not carry the plugin's message", err)
 	}
-	if st := e.podStatus(id).Status.State; st != cri.PodSandboxState_SANDBOX_NOTREADY {
+	if st := e.PodStatus(id).Status.State; st != cri.PodSandboxState_SANDBOX_NOTREADY {
 		t.Errorf("after a failed stop the pod is %v, want NOTREADY", st)
 	}
-	if a := e.ipamAllocations(); len(a) != 1 {
+	if a := e.IPAMAllocations(); len(a) != 1 {
 		t.Errorf("host-local allocations after a failed DEL: %v, want the pod's", a)
 	}
-	if err := e.removePod(id); err == nil {
+	if err := e.RemovePod(id); err == nil {
 		t.Fatal("RemovePodSandbox succeeded although CNI DEL failed")
 	}
-	if _, err := e.rs.PodSandboxStatus(ctx(t), &cri.PodSandboxStatusRequest{PodSandboxId: id}); err != nil {
+	if _, err := e.RS.PodSandboxStatus(ctx(t), &cri.PodSandboxStatusRequest{PodSandboxId: id}); err != nil {
 		t.Fatalf("pod forgotten after a failed RemovePodSandbox: %v", err)
 	}
 	// Third DEL succeeds: Remove finishes the job.
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatalf("RemovePodSandbox after DEL recovered: %v", err)
 	}
-	if _, err := e.rs.PodSandboxStatus(ctx(t), &cri.PodSandboxStatusRequest{PodSandboxId: id}); status.Code(err) != codes.NotFound {
+	if _, err := e.RS.PodSandboxStatus(ctx(t), &cri.PodSandboxStatusRequest{PodSandboxId: id}); status.Code(err) != codes.NotFound {
 		t.Errorf("PodSandboxStatus after removal: %v, want NotFound", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(stateDir, "dels")); strings.TrimSpace(string(b)) != "3" {
 		t.Errorf("fake plugin saw %q DELs, want 3", b)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // noPods fails if the daemon still lists a pod.
 func (e *env) noPods() {
-	e.t.Helper()
-	r, err := e.rs.ListPodSandbox(ctx(e.t), &cri.ListPodSandboxRequest{})
+	e.T.Helper()
+	r, err := e.RS.ListPodSandbox(ctx(e.T), &cri.ListPodSandboxRequest{})
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	for _, p := range r.Items {
-		e.t.Errorf("pod %s (%s) still listed", p.Id, p.Metadata.GetName())
+		e.T.Errorf("pod %s (%s) still listed", p.Id, p.Metadata.GetName())
 	}
 }
 
@@ -214,22 +217,22 @@ func (e errorString) Error() string { return string(e) }
 func TestFailureAfterADD(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin(), portmapPlugin())
-	e.start()
+	e.WriteNetConf(e.BridgePlugin(), portmapPlugin())
+	e.Start()
 	cfg := e.podConfig("badpause", func(c *cri.PodSandboxConfig) {
 		c.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "not-a-number"}
 		c.PortMappings = []*cri.PortMapping{{Protocol: cri.Protocol_TCP, ContainerPort: 80, HostPort: 28082}}
 	})
-	if _, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: cfg}); err == nil {
+	if _, err := e.RS.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: cfg}); err == nil {
 		t.Fatal("RunPodSandbox succeeded although pause cannot start")
 	} else {
 		t.Logf("RunPodSandbox: %v", err)
 	}
-	if !strings.Contains(readFile(e.logFile), "pod network set up") {
+	if !strings.Contains(readFile(e.LogFile), "pod network set up") {
 		t.Log("note: ADD had not finished when pause failed; DEL still ran for whatever it allocated")
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // TestPodCIDRFromKubelet: a config whose subnet is "usePodCidr" waits for
@@ -237,32 +240,32 @@ func TestFailureAfterADD(t *testing.T) {
 func TestPodCIDRFromKubelet(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	p := e.bridgePlugin()
+	p := e.BridgePlugin()
 	p["ipam"].(map[string]any)["ranges"] = [][]map[string]string{{{"subnet": "usePodCidr"}}}
-	e.writeNetConf(p)
-	e.start()
+	e.WriteNetConf(p)
+	e.Start()
 	if ok, why := e.networkReady(); ok || !strings.Contains(why, "UpdateRuntimeConfig") {
 		t.Errorf("before the pod CIDR: NetworkReady %v (%s), want false naming UpdateRuntimeConfig", ok, why)
 	}
-	if _, err := e.rs.UpdateRuntimeConfig(ctx(t), &cri.UpdateRuntimeConfigRequest{RuntimeConfig: &cri.RuntimeConfig{
-		NetworkConfig: &cri.NetworkConfig{PodCidr: e.subnet.String()}}}); err != nil {
+	if _, err := e.RS.UpdateRuntimeConfig(ctx(t), &cri.UpdateRuntimeConfigRequest{RuntimeConfig: &cri.RuntimeConfig{
+		NetworkConfig: &cri.NetworkConfig{PodCidr: e.Subnet.String()}}}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, why := e.networkReady(); !ok {
 		t.Fatalf("after UpdateRuntimeConfig: NetworkReady false: %s", why)
 	}
-	id := e.runPod(e.podConfig("cidr"))
-	if ip := e.podStatus(id).Status.Network.Ip; !e.subnet.Contains(parseIP(ip)) {
-		t.Errorf("pod IP %q not in the pod CIDR %s", ip, e.subnet)
+	id := e.RunPod(e.podConfig("cidr"))
+	if ip := e.PodStatus(id).Status.Network.Ip; !e.Subnet.Contains(net.ParseIP(ip)) {
+		t.Errorf("pod IP %q not in the pod CIDR %s", ip, e.Subnet)
 	}
-	if _, err := e.rs.UpdateRuntimeConfig(ctx(t), &cri.UpdateRuntimeConfigRequest{RuntimeConfig: &cri.RuntimeConfig{
+	if _, err := e.RS.UpdateRuntimeConfig(ctx(t), &cri.UpdateRuntimeConfigRequest{RuntimeConfig: &cri.RuntimeConfig{
 		NetworkConfig: &cri.NetworkConfig{PodCidr: "10.248.0.0/33"}}}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("UpdateRuntimeConfig with a bad CIDR: %v, want InvalidArgument", err)
 	}
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 func readFile(p string) string {

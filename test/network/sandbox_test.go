@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestSandboxDetails covers the rest of issue 4's Build list through CRI:
@@ -21,10 +23,10 @@ import (
 func TestSandboxDetails(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin())
-	e.start()
+	e.WriteNetConf(e.BridgePlugin())
+	e.Start()
 
-	parent := "/" + e.bridge + "/pod" + randHex(4)
+	parent := "/" + e.Bridge + "/pod" + harness.RandHex(4)
 	t.Cleanup(func() { removeCgroup(t, parent) })
 	cfg := e.podConfig("details.example.com", func(c *cri.PodSandboxConfig) {
 		c.Hostname = "details.example.com"
@@ -34,8 +36,8 @@ func TestSandboxDetails(t *testing.T) {
 		c.Linux.Resources = &cri.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512, CpuPeriod: 100000, CpuQuota: 50000}
 		c.Linux.Overhead = &cri.LinuxContainerResources{MemoryLimitInBytes: 8 << 20, CpuShares: 10}
 	})
-	id := e.runPod(cfg)
-	st := e.podStatus(id)
+	id := e.RunPod(cfg)
+	st := e.PodStatus(id)
 
 	t.Run("verbose info", func(t *testing.T) {
 		var info struct {
@@ -46,7 +48,7 @@ func TestSandboxDetails(t *testing.T) {
 		if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil {
 			t.Fatalf("info %q: %v", st.Info["info"], err)
 		}
-		if info.NetNS != filepath.Join(e.state, "netns", id) {
+		if info.NetNS != filepath.Join(e.State, "netns", id) {
 			t.Errorf("netNamespacePath %q", info.NetNS)
 		}
 		if info.Pid <= 0 || strconv.Itoa(info.Pid) != st.Info["pid"] {
@@ -85,7 +87,7 @@ func TestSandboxDetails(t *testing.T) {
 	})
 
 	t.Run("sysctls", func(t *testing.T) {
-		out, err := exec.Command("nsenter", "--net="+filepath.Join(e.state, "netns", id), "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start").CombinedOutput()
+		out, err := exec.Command("nsenter", "--net="+filepath.Join(e.State, "netns", id), "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "80" {
 			t.Errorf("net.ipv4.ip_unprivileged_port_start in the pod: %q %v", out, err)
 		}
@@ -107,7 +109,7 @@ func TestSandboxDetails(t *testing.T) {
 				c.Linux.Sysctls = map[string]string{"kernel.shmmax": "1000000"}
 			}},
 		} {
-			_, err := e.rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("bad", bad.mod)})
+			_, err := e.RS.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podConfig("bad", bad.mod)})
 			if status.Code(err) != codes.InvalidArgument {
 				t.Errorf("%s: RunPodSandbox = %v, want InvalidArgument", bad.name, err)
 			}
@@ -115,7 +117,7 @@ func TestSandboxDetails(t *testing.T) {
 	})
 
 	t.Run("dns hosts hostname", func(t *testing.T) {
-		dir := filepath.Join(e.state, "pods", id)
+		dir := filepath.Join(e.State, "pods", id)
 		resolv, _ := os.ReadFile(filepath.Join(dir, "resolv.conf"))
 		want := "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
 		if string(resolv) != want {
@@ -132,21 +134,21 @@ func TestSandboxDetails(t *testing.T) {
 	})
 
 	t.Run("host network", func(t *testing.T) {
-		before := e.ipamAllocations()
-		hid := e.runPod(e.podConfig("hostnet", func(c *cri.PodSandboxConfig) {
+		before := e.IPAMAllocations()
+		hid := e.RunPod(e.podConfig("hostnet", func(c *cri.PodSandboxConfig) {
 			c.Linux.SecurityContext.NamespaceOptions.Network = cri.NamespaceMode_NODE
 		}))
-		hst := e.podStatus(hid)
+		hst := e.PodStatus(hid)
 		if m := hst.Status.GetLinux().GetNamespaces().GetOptions().GetNetwork(); m != cri.NamespaceMode_NODE {
 			t.Errorf("network mode %v, want NODE", m)
 		}
 		if ip := hst.Status.GetNetwork().GetIp(); ip != "" {
 			t.Errorf("host-network pod has pod IP %q", ip)
 		}
-		if _, err := os.Stat(filepath.Join(e.state, "netns", hid)); err == nil {
+		if _, err := os.Stat(filepath.Join(e.State, "netns", hid)); err == nil {
 			t.Error("host-network pod has a pinned netns")
 		}
-		if a := e.ipamAllocations(); len(a) != len(before) {
+		if a := e.IPAMAllocations(); len(a) != len(before) {
 			t.Errorf("host-network pod allocated an IP: %v", a)
 		}
 		pauseNS, _ := os.Readlink("/proc/" + hst.Info["pid"] + "/ns/net")
@@ -155,19 +157,19 @@ func TestSandboxDetails(t *testing.T) {
 			t.Errorf("host-network pause in %s, host in %s", pauseNS, hostNS)
 		}
 		host, _ := os.Hostname()
-		if hn, _ := os.ReadFile(filepath.Join(e.state, "pods", hid, "hostname")); string(hn) != host+"\n" {
+		if hn, _ := os.ReadFile(filepath.Join(e.State, "pods", hid, "hostname")); string(hn) != host+"\n" {
 			t.Errorf("host-network pod hostname %q, want the node's %q", hn, host)
 		}
-		if err := e.removePod(hid); err != nil {
+		if err := e.RemovePod(hid); err != nil {
 			t.Error(err)
 		}
 	})
 
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatal(err)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // removeCgroup removes a cgroup path (deepest first) from every v1 hierarchy and v2.

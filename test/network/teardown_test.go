@@ -15,33 +15,33 @@ import (
 func TestNetNSGone(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin(), portmapPlugin())
-	e.start()
+	e.WriteNetConf(e.BridgePlugin(), portmapPlugin())
+	e.Start()
 	cfg := e.podConfig("reboot", func(c *cri.PodSandboxConfig) {
 		c.PortMappings = []*cri.PortMapping{{Protocol: cri.Protocol_TCP, ContainerPort: 80, HostPort: 28080}}
 	})
-	id := e.runPod(cfg)
-	if a := e.ipamAllocations(); len(a) != 1 {
+	id := e.RunPod(cfg)
+	if a := e.IPAMAllocations(); len(a) != 1 {
 		t.Fatalf("allocations after run: %v", a)
 	}
-	path := filepath.Join(e.state, "netns", id)
+	path := filepath.Join(e.State, "netns", id)
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
 		t.Fatalf("unpin %s: %v", path, err)
 	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.stopPod(id); err != nil {
+	if err := e.StopPod(id); err != nil {
 		t.Fatalf("StopPodSandbox with the netns gone: %v", err)
 	}
-	if a := e.ipamAllocations(); len(a) != 0 {
+	if a := e.IPAMAllocations(); len(a) != 0 {
 		t.Errorf("allocations after stop: %v", a)
 	}
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatalf("RemovePodSandbox with the netns gone: %v", err)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
 
 // TestDELAfterRestartWithCacheLost: the daemon restarts and libcni's own
@@ -50,32 +50,34 @@ func TestNetNSGone(t *testing.T) {
 func TestDELAfterRestartWithCacheLost(t *testing.T) {
 	requireHost(t)
 	e := newEnv(t)
-	e.writeNetConf(e.bridgePlugin(), portmapPlugin())
-	e.start()
+	e.WriteNetConf(e.BridgePlugin(), portmapPlugin())
+	e.Start()
 	cfg := e.podConfig("restart", func(c *cri.PodSandboxConfig) {
 		c.PortMappings = []*cri.PortMapping{{Protocol: cri.Protocol_TCP, ContainerPort: 80, HostPort: 28081}}
 	})
-	id := e.runPod(cfg)
-	ip := e.podStatus(id).Status.Network.Ip
+	id := e.RunPod(cfg)
+	ip := e.PodStatus(id).Status.Network.Ip
 
-	e.stop()
-	cache := filepath.Join(e.root, "cni")
+	if err := e.Stop(); err != nil {
+		t.Errorf("SIGTERM: %v", err)
+	}
+	cache := filepath.Join(e.Root, "cni")
 	if _, err := os.Stat(filepath.Join(cache, "results")); err != nil {
 		t.Fatalf("libcni cache not where expected: %v", err)
 	}
 	if err := os.RemoveAll(cache); err != nil {
 		t.Fatal(err)
 	}
-	e.start()
-	if got := e.podStatus(id).Status.Network.Ip; got != ip {
+	e.Start()
+	if got := e.PodStatus(id).Status.Network.Ip; got != ip {
 		t.Errorf("pod IP after restart %q, want %q", got, ip)
 	}
-	if err := e.stopPod(id); err != nil {
+	if err := e.StopPod(id); err != nil {
 		t.Fatalf("StopPodSandbox after restart: %v", err)
 	}
-	if err := e.removePod(id); err != nil {
+	if err := e.RemovePod(id); err != nil {
 		t.Fatalf("RemovePodSandbox after restart: %v", err)
 	}
 	e.noPods()
-	e.noLeftovers()
+	e.NoLeftovers()
 }
