@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"sort"
-	"strings"
 )
 
 // Shapes of crictl's -o json output (protobuf JSON: camelCase, enums as names).
@@ -70,25 +68,13 @@ type conditionJSON struct {
 	Message string `json:"message"`
 }
 
-func (d *daemon) decode(out string, v any, args ...string) {
-	d.T.Helper()
-	if err := json.Unmarshal([]byte(out), v); err != nil {
-		d.T.Fatalf("crictl %s: output is not the expected JSON: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-func (d *daemon) crictlJSON(v any, args ...string) {
-	d.T.Helper()
-	d.decode(d.Crictl(args...), v, args...)
-}
-
 // snapshot is "id=STATE" for every pod and container crictl lists, sorted.
 func (d *daemon) snapshot() []string {
 	d.T.Helper()
 	var pods podListJSON
-	d.crictlJSON(&pods, "pods", "-o", "json")
+	d.CrictlJSON(&pods, "pods", "-o", "json")
 	var ctrs containerListJSON
-	d.crictlJSON(&ctrs, "ps", "-a", "-o", "json")
+	d.CrictlJSON(&ctrs, "ps", "-a", "-o", "json")
 	var out []string
 	for _, p := range pods.Items {
 		out = append(out, "pod "+p.ID+"="+p.State)

@@ -66,13 +66,13 @@ func TestImagesImport(t *testing.T) {
 			t.Logf("pod-shim images import: %s", strings.TrimSpace(string(out)))
 
 			var list imageListJSON
-			d.crictlJSON(&list, "images", "-o", "json")
+			d.CrictlJSON(&list, "images", "-o", "json")
 			i := slices.IndexFunc(list.Images, func(im imageJSON) bool { return slices.Contains(im.RepoTags, tc.tag) })
 			if i < 0 {
 				t.Fatalf("crictl images does not list %s after import: %+v", tc.tag, list.Images)
 			}
 			var st imageStatusJSON
-			d.crictlJSON(&st, "inspecti", "-o", "json", tc.tag)
+			d.CrictlJSON(&st, "inspecti", "-o", "json", tc.tag)
 			if st.Status.ID != cfgDigest.String() {
 				t.Errorf("crictl inspecti %s: id %s, want the config digest %s", tc.tag, st.Status.ID, cfgDigest)
 			}

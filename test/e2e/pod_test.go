@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -38,7 +37,7 @@ func TestPodLifecycle(t *testing.T) {
 
 	// info: both conditions true
 	var info infoJSON
-	d.crictlJSON(&info, "info", "-o", "json")
+	d.CrictlJSON(&info, "info", "-o", "json")
 	for _, cond := range []string{"RuntimeReady", "NetworkReady"} {
 		i := slices.IndexFunc(info.Status.Conditions, func(c conditionJSON) bool { return c.Type == cond })
 		if i < 0 {
@@ -54,7 +53,7 @@ func TestPodLifecycle(t *testing.T) {
 	digest, _ := img.Digest()
 	repo := strings.TrimSuffix(ref, ":1.36")
 	var list imageListJSON
-	d.crictlJSON(&list, "images", "-o", "json")
+	d.CrictlJSON(&list, "images", "-o", "json")
 	i := slices.IndexFunc(list.Images, func(im imageJSON) bool { return slices.Contains(im.RepoTags, ref) })
 	if i < 0 {
 		t.Fatalf("crictl images does not list %s: %+v", ref, list.Images)
@@ -73,7 +72,7 @@ func TestPodLifecycle(t *testing.T) {
 	// a busybox container that prints a line, then serves /var/www
 	line := "hello-from-pod-shim-" + harness.RandHex(4)
 	httpdCfg := d.ContainerConfigFile("httpd", ref, "sh", "-c", "echo "+line+"; exec httpd -f -p 8080 -h /var/www")
-	httpdID := d.startContainer(webID, httpdCfg, webCfg)
+	httpdID := d.CrictlStartContainer(webID, httpdCfg, webCfg)
 	d.RecordNetns(httpdID)
 
 	// logs shows the line, and the file is in CRI format
@@ -88,7 +87,7 @@ func TestPodLifecycle(t *testing.T) {
 		return nil
 	})
 	var cs containerStatusJSON
-	d.crictlJSON(&cs, "inspect", "-o", "json", httpdID)
+	d.CrictlJSON(&cs, "inspect", "-o", "json", httpdID)
 	if b, err := os.ReadFile(cs.Status.LogPath); err != nil {
 		t.Errorf("container log file: %v", err)
 	} else if !regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d) stdout F ` + line + `$`).Match(b) {
@@ -111,7 +110,7 @@ func TestPodLifecycle(t *testing.T) {
 	// a container in a second pod reaches the first pod
 	clientID, clientCfg := d.CrictlRunPod("client-" + harness.RandHex(3))
 	d.podIP(clientID)
-	sleeperID := d.startContainer(clientID, d.ContainerConfigFile("sleeper", ref, "sleep", "3600"), clientCfg)
+	sleeperID := d.CrictlStartContainer(clientID, d.ContainerConfigFile("sleeper", ref, "sleep", "3600"), clientCfg)
 	d.RecordNetns(sleeperID)
 	out = d.Crictl("exec", "-s", sleeperID, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 `+webIP+` 8080`)
 	if !strings.Contains(out, "200 OK") || !strings.Contains(out, images.IndexHTML) {
@@ -167,7 +166,7 @@ func TestPodLifecycle(t *testing.T) {
 	// stop, rm, stopp, rmp: each succeeds, and again when repeated
 	d.Crictl("stop", httpdID)
 	d.Crictl("stop", httpdID)
-	d.crictlJSON(&cs, "inspect", "-o", "json", httpdID)
+	d.CrictlJSON(&cs, "inspect", "-o", "json", httpdID)
 	if cs.Status.State != "CONTAINER_EXITED" {
 		t.Errorf("after crictl stop: state %s, want CONTAINER_EXITED", cs.Status.State)
 	}
@@ -184,7 +183,7 @@ func TestPodLifecycle(t *testing.T) {
 		d.Crictl("stopp", pod)
 		d.Crictl("stopp", pod)
 		var ps podStatusJSON
-		d.crictlJSON(&ps, "inspectp", "-o", "json", pod)
+		d.CrictlJSON(&ps, "inspectp", "-o", "json", pod)
 		if ps.Status.State != "SANDBOX_NOTREADY" {
 			t.Errorf("after crictl stopp: pod state %s, want SANDBOX_NOTREADY", ps.Status.State)
 		}
@@ -207,7 +206,7 @@ func TestPodLifecycle(t *testing.T) {
 func (d *daemon) podIP(id string) string {
 	d.T.Helper()
 	var ps podStatusJSON
-	d.crictlJSON(&ps, "inspectp", "-o", "json", id)
+	d.CrictlJSON(&ps, "inspectp", "-o", "json", id)
 	if ps.Status.State != "SANDBOX_READY" {
 		d.T.Fatalf("pod %s state %s, want SANDBOX_READY", id, ps.Status.State)
 	}
@@ -216,26 +215,4 @@ func (d *daemon) podIP(id string) string {
 		d.T.Fatalf("pod %s IP %q, want one in %s", id, ps.Status.Network.IP, d.Subnet)
 	}
 	return ip.String()
-}
-
-// startContainer creates and starts a container and checks it runs.
-func (d *daemon) startContainer(podID, ctrCfg, podCfg string) string {
-	d.T.Helper()
-	id := strings.TrimSpace(d.Crictl("create", podID, ctrCfg, podCfg))
-	if len(id) != 64 {
-		d.T.Fatalf("crictl create printed %q, want a 64-hex container id", id)
-	}
-	d.Crictl("start", id)
-	var cs containerStatusJSON
-	d.crictlJSON(&cs, "inspect", "-o", "json", id)
-	if cs.Status.State != "CONTAINER_RUNNING" {
-		d.T.Fatalf("container %s state %s after start, want CONTAINER_RUNNING (exit %d, %s)", id, cs.Status.State, cs.Status.ExitCode, cs.Status.Reason)
-	}
-	if _, err := os.Stat(cs.Status.LogPath); err != nil {
-		d.T.Errorf("log file of a started container: %v", err)
-	}
-	if !strings.HasPrefix(cs.Status.LogPath, filepath.Join(d.LogDir)) {
-		d.T.Errorf("log path %s is not under the pod's log_directory %s", cs.Status.LogPath, d.LogDir)
-	}
-	return id
 }

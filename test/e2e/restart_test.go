@@ -19,10 +19,10 @@ func TestDaemonRestart(t *testing.T) {
 
 	podID, podCfg := d.CrictlRunPod("restart-" + harness.RandHex(3))
 	d.podIP(podID)
-	ctrID := d.startContainer(podID, d.ContainerConfigFile("sleeper", ref, "sleep", "3600"), podCfg)
+	ctrID := d.CrictlStartContainer(podID, d.ContainerConfigFile("sleeper", ref, "sleep", "3600"), podCfg)
 	d.RecordNetns(ctrID)
 	// A second, exited container: states other than running must survive too.
-	doneID := d.startContainer(podID, d.ContainerConfigFile("done", ref, "sh", "-c", "sleep 3600"), podCfg)
+	doneID := d.CrictlStartContainer(podID, d.ContainerConfigFile("done", ref, "sh", "-c", "sleep 3600"), podCfg)
 	d.Crictl("stop", "--timeout", "0", doneID)
 	before := d.snapshot()
 	if want := []string{"pod " + podID + "=SANDBOX_READY", "container " + ctrID + " in " + podID + "=CONTAINER_RUNNING", "container " + doneID + " in " + podID + "=CONTAINER_EXITED"}; !sameSet(before, want) {

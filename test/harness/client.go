@@ -3,8 +3,10 @@ package harness
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -258,4 +260,43 @@ func (d *Daemon) RemoveAll() {
 			d.T.Errorf("RemovePodSandbox %s: %v", p.Id, err)
 		}
 	}
+}
+
+// CrictlJSON runs crictl (with -o json among args) and decodes its output into v.
+func (d *Daemon) CrictlJSON(v any, args ...string) {
+	d.T.Helper()
+	out := d.Crictl(args...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		d.T.Fatalf("crictl %s: output is not the expected JSON: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// CrictlStartContainer creates and starts a container with crictl and
+// checks it runs and logs to a file under the daemon's pod log dirs.
+func (d *Daemon) CrictlStartContainer(podID, ctrCfg, podCfg string) string {
+	d.T.Helper()
+	id := strings.TrimSpace(d.Crictl("create", podID, ctrCfg, podCfg))
+	if len(id) != 64 {
+		d.T.Fatalf("crictl create printed %q, want a 64-hex container id", id)
+	}
+	d.Crictl("start", id)
+	var cs struct {
+		Status struct {
+			State    string `json:"state"`
+			ExitCode int    `json:"exitCode"`
+			Reason   string `json:"reason"`
+			LogPath  string `json:"logPath"`
+		} `json:"status"`
+	}
+	d.CrictlJSON(&cs, "inspect", "-o", "json", id)
+	if cs.Status.State != "CONTAINER_RUNNING" {
+		d.T.Fatalf("container %s state %s after start, want CONTAINER_RUNNING (exit %d, %s)", id, cs.Status.State, cs.Status.ExitCode, cs.Status.Reason)
+	}
+	if _, err := os.Stat(cs.Status.LogPath); err != nil {
+		d.T.Errorf("log file of a started container: %v", err)
+	}
+	if !strings.HasPrefix(cs.Status.LogPath, d.LogDir) {
+		d.T.Errorf("log path %s is not under the pod's log_directory %s", cs.Status.LogPath, d.LogDir)
+	}
+	return id
 }
