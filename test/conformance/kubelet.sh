@@ -8,6 +8,7 @@
 #
 #   test/conformance/kubelet.sh            # exit 0 when the pod ran and printed its line
 #   KUBELET_KEEP_SECONDS=60 test/conformance/kubelet.sh   # watch it longer
+#   KUBELET_EXTRA_CONFIG='...' appends KubeletConfiguration lines (feature gates, ...)
 #
 # Needs root, the same host tools as critest.sh, and host ports 10248, 10250,
 # 10255 free on 127.0.0.1.
@@ -54,11 +55,14 @@ cleanup() {
 		# its garbage collector removes the sandbox later, which is not awaited.
 		rm -f "$WORK"/manifests/*.yaml
 		local t=0
-		while ((t < 30)) && [[ -n $("${CRICTL[@]}" pods -q --state ready 2>/dev/null) ]]; do
+		while ((t < 30)) && [[ $("${CRICTL[@]}" pods -o json 2>/dev/null | jq '[.items[] | select(.state == "SANDBOX_READY")] | length') != 0 ]]; do
 			sleep 1; t=$((t + 1))
 		done
 		if ((t < 30)); then
 			echo "== manifest deleted: the kubelet stopped the pod within ${t}s"
+			# NotReady shows before StopPodSandbox returns (CNI DEL follows):
+			# give the call time to finish before the kubelet is stopped.
+			sleep 5
 		else
 			echo "== manifest deleted: the pod was still Ready after 30s"
 		fi
@@ -163,6 +167,8 @@ sed -e "s|unix:///run/pod-shim/pod-shim.sock|unix://$SOCK|" \
 	-e "s|^staticPodPath: .*|staticPodPath: $WORK/manifests|" \
 	"$SRC/deploy/kubelet-config.yaml" >"$WORK/kubelet-config.yaml"
 echo "podLogsRootDirectory: $WORK/podlogs" >>"$WORK/kubelet-config.yaml"
+# e.g. KUBELET_EXTRA_CONFIG=$'featureGates:\n  PodAndContainerStatsFromCRI: true'
+[[ -n ${KUBELET_EXTRA_CONFIG:-} ]] && echo "$KUBELET_EXTRA_CONFIG" >>"$WORK/kubelet-config.yaml"
 
 cat >"$WORK/manifests/busybox.yaml" <<'EOF'
 apiVersion: v1
