@@ -11,17 +11,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // attachCtr runs a pod and a container with stdin (and tty) as asked,
 // running sh -c script.
 func (d *daemon) attachCtr(name, script string, stdinOnce, tty bool) string {
-	d.t.Helper()
-	_, ref := registry(d.t)
-	d.crictl("pull", ref)
-	pod, podCfg := d.runPod(name)
-	file := filepath.Join(d.base, "ctr-"+name+"-"+randHex(3)+".json")
-	writeJSON(d.t, file, map[string]any{
+	d.T.Helper()
+	_, ref := registry(d.T)
+	d.Crictl("pull", ref)
+	pod, podCfg := d.CrictlRunPod(name)
+	file := filepath.Join(d.Base, "ctr-"+name+"-"+harness.RandHex(3)+".json")
+	harness.WriteJSON(d.T, file, map[string]any{
 		"metadata":   map[string]any{"name": name, "attempt": 0},
 		"image":      map[string]string{"image": ref},
 		"command":    []string{"sh", "-c", script},
@@ -31,7 +33,7 @@ func (d *daemon) attachCtr(name, script string, stdinOnce, tty bool) string {
 		"tty":        tty,
 		"linux":      map[string]any{},
 	})
-	return d.startContainer(pod, file, podCfg)
+	return d.CrictlStartContainer(pod, file, podCfg)
 }
 
 // attachProc is `crictl attach -i` with pipes for stdin and stdout.
@@ -57,9 +59,9 @@ func (p *attachProc) output() string {
 
 func (d *daemon) crictlAttach(t *testing.T, ctr string) *attachProc {
 	t.Helper()
-	full := []string{"--config", d.crictlY, "--runtime-endpoint", "unix://" + d.sock, "--timeout", "30s", "attach", "-i", ctr}
+	full := []string{"--config", d.CrictlYAML, "--runtime-endpoint", "unix://" + d.Sock, "--timeout", "30s", "attach", "-i", ctr}
 	p := &attachProc{done: make(chan struct{})}
-	p.cmd = exec.Command(crictlPath(), full...)
+	p.cmd = exec.Command(harness.CrictlPath(), full...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	w, err := p.cmd.StdinPipe()
 	if err != nil {
@@ -82,7 +84,7 @@ func (d *daemon) crictlAttach(t *testing.T, ctr string) *attachProc {
 // with any attach that is not there yet), so the test sends again.
 func (p *attachProc) expectLine(t *testing.T, line, want string) {
 	t.Helper()
-	eventually(t, "attach shows "+want, 30*time.Second, func() error {
+	harness.Eventually(t, "attach shows "+want, 30*time.Second, func() error {
 		if strings.Contains(p.output(), want) {
 			return nil
 		}
@@ -120,11 +122,11 @@ func TestAttach(t *testing.T) {
 	<-b.done
 	c := d.crictlAttach(t, ctr)
 	c.expectLine(t, "third", "got:third")
-	if strings.Contains(d.crictl("logs", ctr), "stdin-ended") {
-		t.Errorf("container saw EOF on stdin without stdin_once:\n%s", d.crictl("logs", ctr))
+	if strings.Contains(d.Crictl("logs", ctr), "stdin-ended") {
+		t.Errorf("container saw EOF on stdin without stdin_once:\n%s", d.Crictl("logs", ctr))
 	}
 	// The log has what the attached clients saw.
-	if logs, _ := d.crictlErr("logs", ctr); !strings.Contains(logs, "got:hello") {
+	if logs, _ := d.CrictlErr("logs", ctr); !strings.Contains(logs, "got:hello") {
 		t.Errorf("log lacks got:hello: %q", logs)
 	}
 }
@@ -149,8 +151,8 @@ func TestAttachStdinOnce(t *testing.T) {
 		t.Errorf("attach output %q lacks stdin-ended", a.output())
 	}
 	var cs containerStatusJSON
-	eventually(t, "container exits", 30*time.Second, func() error {
-		d.crictlJSON(&cs, "inspect", "-o", "json", ctr)
+	harness.Eventually(t, "container exits", 30*time.Second, func() error {
+		d.CrictlJSON(&cs, "inspect", "-o", "json", ctr)
 		if cs.Status.State != "CONTAINER_EXITED" {
 			return fmt.Errorf("state %s", cs.Status.State)
 		}
@@ -174,7 +176,7 @@ func TestAttachTTY(t *testing.T) {
 	}
 	// The resize and the typing travel separate streams: type until the
 	// shell reports the new size.
-	eventually(t, "container sees 33 111", 30*time.Second, func() error {
+	harness.Eventually(t, "container sees 33 111", 30*time.Second, func() error {
 		io.WriteString(c.f.(io.Writer), "size\n")
 		time.Sleep(300 * time.Millisecond)
 		c.mu.Lock()
@@ -192,14 +194,14 @@ func TestAttachTTY(t *testing.T) {
 func TestAttachNoLeaks(t *testing.T) {
 	requireHost(t)
 	d := startDaemonWith(t, func(d *daemon) { d.withMetrics(t) })
-	metrics := d.extraArgs[len(d.extraArgs)-1]
+	metrics := d.ExtraArgs[len(d.ExtraArgs)-1]
 	ctr := d.attachCtr("aleak", `while :; do echo tick; sleep 0.05; done`, false, false)
-	mons := d.monitors()
+	mons := d.Monitors()
 	if len(mons) != 1 {
 		t.Fatalf("monitors %v", mons)
 	}
 	monFDs := func() int {
-		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", mons[0].pid))
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", mons[0].Pid))
 		return len(fds)
 	}
 	d.counts(t, metrics)
@@ -208,7 +210,7 @@ func TestAttachNoLeaks(t *testing.T) {
 	const sessions = 20
 	for i := range sessions {
 		a := d.crictlAttach(t, ctr)
-		eventually(t, "ticks arrive", 30*time.Second, func() error {
+		harness.Eventually(t, "ticks arrive", 30*time.Second, func() error {
 			if !strings.Contains(a.output(), "tick") {
 				return fmt.Errorf("output %q", a.output())
 			}
@@ -220,7 +222,7 @@ func TestAttachNoLeaks(t *testing.T) {
 		a.cmd.Process.Kill()
 		<-a.done
 	}
-	eventually(t, "daemon and monitor back to their starting fds and goroutines", 60*time.Second, func() error {
+	harness.Eventually(t, "daemon and monitor back to their starting fds and goroutines", 60*time.Second, func() error {
 		if c, m := d.counts(t, metrics), monFDs(); c.fds > base.fds || c.goroutines > base.goroutines || m > baseMon {
 			return fmt.Errorf("daemon now %+v, at start %+v; monitor fds %d, at start %d", c, base, m, baseMon)
 		}

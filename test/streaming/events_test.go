@@ -8,6 +8,8 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestEvents subscribes twice, runs a pod lifecycle and checks the exact
@@ -16,8 +18,8 @@ func TestEvents(t *testing.T) {
 	requireHost(t)
 	d := startDaemon(t)
 	_, ref := registry(t)
-	d.crictl("pull", ref)
-	rs, _ := d.client()
+	d.Crictl("pull", ref)
+	rs, _ := d.Client()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -31,20 +33,20 @@ func TestEvents(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // let both subscriptions register (no assertion on timing)
 
-	pod, podCfg := d.runPod("ev")
-	ctr := d.startContainer(pod, d.containerConfig("ev", ref, "sh", "-c", "sleep 1; exit 3"), podCfg)
+	pod, podCfg := d.CrictlRunPod("ev")
+	ctr := d.CrictlStartContainer(pod, d.ContainerConfigFile("ev", ref, "sh", "-c", "sleep 1; exit 3"), podCfg)
 	// The container exits on its own: STOPPED must come without an RPC.
-	eventually(t, "container exits", 30*time.Second, func() error {
+	harness.Eventually(t, "container exits", 30*time.Second, func() error {
 		var cs containerStatusJSON
-		d.crictlJSON(&cs, "inspect", "-o", "json", ctr)
+		d.CrictlJSON(&cs, "inspect", "-o", "json", ctr)
 		if cs.Status.State != "CONTAINER_EXITED" {
 			return fmt.Errorf("state %s", cs.Status.State)
 		}
 		return nil
 	})
-	d.crictl("rm", ctr)
-	d.crictl("stopp", pod)
-	d.crictl("rmp", pod)
+	d.Crictl("rm", ctr)
+	d.Crictl("stopp", pod)
+	d.Crictl("rmp", pod)
 
 	want := []string{
 		"CONTAINER_CREATED_EVENT " + pod, "CONTAINER_STARTED_EVENT " + pod,

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // ptyConsole is crictl running in a pty, as a user at a terminal.
@@ -28,8 +30,8 @@ type ptyConsole struct {
 
 func (d *daemon) crictlPTY(t *testing.T, args ...string) *ptyConsole {
 	t.Helper()
-	full := append([]string{"--config", d.crictlY, "--runtime-endpoint", "unix://" + d.sock, "--timeout", "30s"}, args...)
-	cmd := exec.Command(crictlPath(), full...)
+	full := append([]string{"--config", d.CrictlYAML, "--runtime-endpoint", "unix://" + d.Sock, "--timeout", "30s"}, args...)
+	cmd := exec.Command(harness.CrictlPath(), full...)
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func (d *daemon) crictlPTY(t *testing.T, args ...string) *ptyConsole {
 
 func (c *ptyConsole) expect(t *testing.T, what string) {
 	t.Helper()
-	eventually(t, "terminal shows "+what, 30*time.Second, func() error {
+	harness.Eventually(t, "terminal shows "+what, 30*time.Second, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !strings.Contains(c.buf.String(), what) {
@@ -84,7 +86,7 @@ func TestExecTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	// crictl forwards SIGWINCH as a resize; poll until the shell sees it.
-	eventually(t, "window size change seen in the container", 30*time.Second, func() error {
+	harness.Eventually(t, "window size change seen in the container", 30*time.Second, func() error {
 		io.WriteString(c.f.(io.Writer), "stty size\n")
 		time.Sleep(200 * time.Millisecond)
 		c.mu.Lock()
@@ -114,11 +116,11 @@ func TestExecExitCode(t *testing.T) {
 	d := startDaemon(t)
 	_, ctr := d.podWith("nontty", "sleep 100000")
 
-	out := d.crictl("exec", ctr, "sh", "-c", "echo out-ok; echo err-ok >&2")
+	out := d.Crictl("exec", ctr, "sh", "-c", "echo out-ok; echo err-ok >&2")
 	if !strings.Contains(out, "out-ok") {
 		t.Errorf("exec stdout %q", out)
 	}
-	_, err := d.crictlErr("exec", ctr, "sh", "-c", "exit 7")
+	_, err := d.CrictlErr("exec", ctr, "sh", "-c", "exit 7")
 	// crictl 1.37 exits 1 and names the command's code in its error text.
 	if err == nil || !strings.Contains(err.Error(), "exit code 7") {
 		t.Errorf("crictl exec of exit 7: %v", err)
@@ -126,7 +128,7 @@ func TestExecExitCode(t *testing.T) {
 	// stdin reaches the process and its EOF ends it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, crictlPath(), "--config", d.crictlY, "--runtime-endpoint", "unix://"+d.sock, "exec", "-i", ctr, "sh", "-c", "tr a-z A-Z")
+	cmd := exec.CommandContext(ctx, harness.CrictlPath(), "--config", d.CrictlYAML, "--runtime-endpoint", "unix://"+d.Sock, "exec", "-i", ctr, "sh", "-c", "tr a-z A-Z")
 	cmd.Stdin = strings.NewReader("piped through\n")
 	got, err := cmd.Output()
 	if err != nil || !strings.Contains(string(got), "PIPED THROUGH") {

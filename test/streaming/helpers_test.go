@@ -3,7 +3,6 @@ package streaming
 import (
 	"encoding/json"
 	"os"
-	"strings"
 )
 
 type containerStatusJSON struct {
@@ -16,46 +15,22 @@ type containerStatusJSON struct {
 	} `json:"status"`
 }
 
-func (d *daemon) crictlJSON(v any, args ...string) {
-	d.t.Helper()
-	out := d.crictl(args...)
-	if err := json.Unmarshal([]byte(out), v); err != nil {
-		d.t.Fatalf("crictl %s: decode %q: %v", strings.Join(args, " "), out, err)
-	}
-}
-
-// startContainer creates and starts a container and checks it runs.
-func (d *daemon) startContainer(podID, ctrCfg, podCfg string) string {
-	d.t.Helper()
-	id := strings.TrimSpace(d.crictl("create", podID, ctrCfg, podCfg))
-	if len(id) != 64 {
-		d.t.Fatalf("crictl create printed %q, want a 64-hex container id", id)
-	}
-	d.crictl("start", id)
-	var cs containerStatusJSON
-	d.crictlJSON(&cs, "inspect", "-o", "json", id)
-	if cs.Status.State != "CONTAINER_RUNNING" {
-		d.t.Fatalf("container %s state %s after start, want CONTAINER_RUNNING (exit %d, %s)", id, cs.Status.State, cs.Status.ExitCode, cs.Status.Reason)
-	}
-	return id
-}
-
 // podWith runs a pod and one busybox container in it running sh -c script.
 func (d *daemon) podWith(name, script string) (podID, ctrID string) {
-	d.t.Helper()
-	_, ref := registry(d.t)
-	d.crictl("pull", ref)
-	podID, podCfg := d.runPod(name)
-	ctrID = d.startContainer(podID, d.containerConfig(name, ref, "sh", "-c", script), podCfg)
+	d.T.Helper()
+	_, ref := registry(d.T)
+	d.Crictl("pull", ref)
+	podID, podCfg := d.CrictlRunPod(name)
+	ctrID = d.CrictlStartContainer(podID, d.ContainerConfigFile(name, ref, "sh", "-c", script), podCfg)
 	return podID, ctrID
 }
 
 // bundleCgroup is the container's cgroupsPath from its OCI bundle.
 func (d *daemon) bundleCgroup(ctrID string) string {
-	d.t.Helper()
-	data, err := os.ReadFile(d.state + "/containers/" + ctrID + "/config.json")
+	d.T.Helper()
+	data, err := os.ReadFile(d.State + "/containers/" + ctrID + "/config.json")
 	if err != nil {
-		d.t.Fatal(err)
+		d.T.Fatal(err)
 	}
 	var spec struct {
 		Linux struct {
@@ -63,7 +38,7 @@ func (d *daemon) bundleCgroup(ctrID string) string {
 		} `json:"linux"`
 	}
 	if err := json.Unmarshal(data, &spec); err != nil {
-		d.t.Fatal(err)
+		d.T.Fatal(err)
 	}
 	return spec.Linux.CgroupsPath
 }

@@ -16,11 +16,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 func (d *daemon) withMetrics(t *testing.T) string {
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t, 0))
-	d.extraArgs = append(d.extraArgs, "--metrics-address", addr)
+	d.ExtraArgs = append(d.ExtraArgs, "--metrics-address", addr)
 	return addr
 }
 
@@ -38,14 +40,14 @@ func httpGet(t *testing.T, url string) string {
 type counts struct{ fds, goroutines, children int }
 
 func (d *daemon) counts(t *testing.T, metrics string) counts {
-	pid := d.cmd.Process.Pid
+	pid := d.Pid()
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	g := httpGet(t, "http://"+metrics+"/debug/pprof/goroutine?debug=1")
 	first, _, _ := strings.Cut(g, "\n")
 	n, _ := strconv.Atoi(strings.TrimPrefix(first, "goroutine profile: total "))
 	kids := 0
-	for _, p := range processes() {
-		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid)); err == nil {
+	for _, p := range harness.Processes() {
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid)); err == nil {
 			f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
 			if len(f) > 1 && f[1] == strconv.Itoa(pid) {
 				kids++
@@ -61,11 +63,11 @@ func (d *daemon) counts(t *testing.T, metrics string) counts {
 func TestExecNoLeaks(t *testing.T) {
 	requireHost(t)
 	d := startDaemonWith(t, func(d *daemon) { d.withMetrics(t) })
-	metrics := d.extraArgs[len(d.extraArgs)-1]
+	metrics := d.ExtraArgs[len(d.ExtraArgs)-1]
 	_, ctr := d.podWith("leak", "sleep 100000")
 	pids := filepath.Join("/sys/fs/cgroup/pids", d.bundleCgroup(ctr), "pids.current")
 
-	d.crictl("exec", ctr, "true") // warm up connections and caches
+	d.Crictl("exec", ctr, "true") // warm up connections and caches
 	time.Sleep(time.Second)
 	d.counts(t, metrics) // the scrape's own keep-alive connection is part of the baseline
 	base := d.counts(t, metrics)
@@ -81,9 +83,9 @@ func TestExecNoLeaks(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			args := []string{"--config", d.crictlY, "--runtime-endpoint", "unix://" + d.sock, "exec"}
+			args := []string{"--config", d.CrictlYAML, "--runtime-endpoint", "unix://" + d.Sock, "exec"}
 			if i%2 == 0 {
-				out, err := exec.Command(crictlPath(), append(args, ctr, "echo", "done")...).Output()
+				out, err := exec.Command(harness.CrictlPath(), append(args, ctr, "echo", "done")...).Output()
 				if err != nil || !strings.Contains(string(out), "done") {
 					t.Errorf("session %d: %q %v", i, out, err)
 				}
@@ -92,18 +94,18 @@ func TestExecNoLeaks(t *testing.T) {
 			// Aborted mid-stream: the client dies while output flows.
 			ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 			defer cancel()
-			exec.CommandContext(ctx, crictlPath(), append(args, ctr, "sh", "-c", "while :; do echo tick; sleep 0.05; done")...).Run()
+			exec.CommandContext(ctx, harness.CrictlPath(), append(args, ctr, "sh", "-c", "while :; do echo tick; sleep 0.05; done")...).Run()
 		}()
 	}
 	wg.Wait()
 	t.Logf("%d exec sessions (%d parallel) took %v", sessions, parallel, time.Since(start))
-	eventually(t, "daemon back to its starting fds, goroutines and children", 60*time.Second, func() error {
+	harness.Eventually(t, "daemon back to its starting fds, goroutines and children", 60*time.Second, func() error {
 		if c := d.counts(t, metrics); c.fds > base.fds || c.goroutines > base.goroutines || c.children > base.children {
 			return fmt.Errorf("now %+v, at start %+v", c, base)
 		}
 		return nil
 	})
-	eventually(t, "container back to its starting processes", 60*time.Second, func() error {
+	harness.Eventually(t, "container back to its starting processes", 60*time.Second, func() error {
 		if now, _ := os.ReadFile(pids); string(now) != string(basePids) {
 			return fmt.Errorf("pids.current %q, at start %q", now, basePids)
 		}
@@ -116,8 +118,8 @@ func TestExecNoLeaks(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	requireHost(t)
 	d := startDaemonWith(t, func(d *daemon) { d.withMetrics(t) })
-	metrics := d.extraArgs[len(d.extraArgs)-1]
-	rs, _ := d.client()
+	metrics := d.ExtraArgs[len(d.ExtraArgs)-1]
+	rs, _ := d.Client()
 	count := func() int {
 		for _, l := range strings.Split(httpGet(t, "http://"+metrics+"/metrics"), "\n") {
 			if strings.HasPrefix(l, `pod_shim_cri_request_duration_seconds_count{method="Version"}`) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // metricValue is the value of the sample named exactly name (with its
@@ -30,17 +32,17 @@ func metricValue(body, name string) float64 {
 func TestNodeMetrics(t *testing.T) {
 	requireHost(t)
 	d := startDaemonWith(t, func(d *daemon) { d.withMetrics(t) })
-	metrics := d.extraArgs[len(d.extraArgs)-1]
+	metrics := d.ExtraArgs[len(d.ExtraArgs)-1]
 	get := func() string { return httpGet(t, "http://"+metrics+"/metrics") }
 
-	if _, err := d.crictlErr("pull", "127.0.0.1:1/nothing:here"); err == nil {
+	if _, err := d.CrictlErr("pull", "127.0.0.1:1/nothing:here"); err == nil {
 		t.Fatal("pull from a closed port succeeded")
 	}
 	_, ref := registry(t)
-	d.crictl("pull", ref)
-	pod, podCfg := d.runPod("mx")
-	file := filepath.Join(d.base, "ctr-oom-"+randHex(3)+".json")
-	writeJSON(t, file, map[string]any{
+	d.Crictl("pull", ref)
+	pod, podCfg := d.CrictlRunPod("mx")
+	file := filepath.Join(d.Base, "ctr-oom-"+harness.RandHex(3)+".json")
+	harness.WriteJSON(t, file, map[string]any{
 		"metadata": map[string]any{"name": "oom", "attempt": 0},
 		"image":    map[string]string{"image": ref},
 		// Doubles a shell variable until the 32 MiB limit kills it.
@@ -48,17 +50,17 @@ func TestNodeMetrics(t *testing.T) {
 		"log_path": "oom.log",
 		"linux":    map[string]any{"resources": map[string]any{"memory_limit_in_bytes": 32 << 20}},
 	})
-	ctr := strings.TrimSpace(d.crictl("create", pod, file, podCfg))
-	d.crictl("start", ctr)
-	eventually(t, "container OOM-killed", 60*time.Second, func() error {
+	ctr := strings.TrimSpace(d.Crictl("create", pod, file, podCfg))
+	d.Crictl("start", ctr)
+	harness.Eventually(t, "container OOM-killed", 60*time.Second, func() error {
 		var cs containerStatusJSON
-		d.crictlJSON(&cs, "inspect", "-o", "json", ctr)
+		d.CrictlJSON(&cs, "inspect", "-o", "json", ctr)
 		if cs.Status.State != "CONTAINER_EXITED" || cs.Status.Reason != "OOMKilled" {
 			return fmt.Errorf("state %s reason %q", cs.Status.State, cs.Status.Reason)
 		}
 		return nil
 	})
-	d.crictl("inspect", ctr) // a second look must not count it twice
+	d.Crictl("inspect", ctr) // a second look must not count it twice
 	body := get()
 	for name, want := range map[string]float64{
 		"pod_shim_image_pull_failures_total":                             1,
@@ -74,8 +76,8 @@ func TestNodeMetrics(t *testing.T) {
 	if got := metricValue(body, "pod_shim_image_pull_bytes_total"); got < 100_000 {
 		t.Errorf("pod_shim_image_pull_bytes_total = %v, want the image's size (over 100 kB)", got)
 	}
-	d.crictl("stopp", pod)
-	d.crictl("rmp", pod)
+	d.Crictl("stopp", pod)
+	d.Crictl("rmp", pod)
 	body = get()
 	if got := metricValue(body, `pod_shim_cni_operation_duration_seconds_count{operation="del"}`); got < 1 {
 		t.Errorf("CNI DEL count %v after the pod's stop", got)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // freePort prefers want (the port the acceptance names) and falls back to
@@ -40,7 +42,7 @@ func TestPortForward(t *testing.T) {
 
 	local := freePort(t, 18081)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, crictlPath(), "--config", d.crictlY, "--runtime-endpoint", "unix://"+d.sock,
+	cmd := exec.CommandContext(ctx, harness.CrictlPath(), "--config", d.CrictlYAML, "--runtime-endpoint", "unix://"+d.Sock,
 		"port-forward", pod, fmt.Sprintf("%d:8080", local))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -50,7 +52,7 @@ func TestPortForward(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/", local)
 	client := &http.Client{Timeout: 5 * time.Second}
 	for i := range 3 { // several connections over one forward
-		eventually(t, "GET through port-forward", 30*time.Second, func() error {
+		harness.Eventually(t, "GET through port-forward", 30*time.Second, func() error {
 			resp, err := client.Get(url)
 			if err != nil {
 				return err

@@ -24,7 +24,7 @@ var notYet = map[string]string{
 func TestEveryRPCImplemented(t *testing.T) {
 	requireHost(t)
 	d := startDaemon(t)
-	rs, is := d.client()
+	rs, is := d.Client()
 	for _, client := range []any{rs, is} {
 		v := reflect.ValueOf(client)
 		for i := range v.NumMethod() {

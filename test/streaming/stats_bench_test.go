@@ -22,19 +22,19 @@ func BenchmarkListContainerStats(b *testing.B) {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			d := startDaemon(b)
 			_, ref := registry(b)
-			d.crictl("pull", ref)
+			d.Crictl("pull", ref)
 			// Two pods, so no one monitor holds all of them.
 			var wg sync.WaitGroup
 			for p := range 2 {
-				pod, podCfg := d.runPod(fmt.Sprintf("bench%d", p))
+				pod, podCfg := d.CrictlRunPod(fmt.Sprintf("bench%d", p))
 				for i := p; i < n; i += 2 {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						cfg := d.containerConfig(fmt.Sprintf("c%d", i), ref, "sleep", "100000")
-						id, err := d.crictlErr("create", pod, cfg, podCfg)
+						cfg := d.ContainerConfigFile(fmt.Sprintf("c%d", i), ref, "sleep", "100000")
+						id, err := d.CrictlErr("create", pod, cfg, podCfg)
 						if err == nil {
-							_, err = d.crictlErr("start", strings.TrimSpace(id))
+							_, err = d.CrictlErr("start", strings.TrimSpace(id))
 						}
 						if err != nil {
 							b.Error(err)
@@ -46,7 +46,7 @@ func BenchmarkListContainerStats(b *testing.B) {
 			if b.Failed() {
 				b.FailNow()
 			}
-			rs, _ := d.client()
+			rs, _ := d.Client()
 			ctx := context.Background()
 			r, err := rs.ListContainerStats(ctx, &cri.ListContainerStatsRequest{})
 			if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // statsJSON is crictl stats -o json (protobuf JSON: uint64 as strings).
@@ -100,7 +102,7 @@ func TestStats(t *testing.T) {
 
 	sample := func(id string) (cpu, ws, usage uint64) {
 		var s statsJSON
-		d.crictlJSON(&s, "stats", "-o", "json", "--id", id)
+		d.CrictlJSON(&s, "stats", "-o", "json", "--id", id)
 		if len(s.Stats) != 1 {
 			t.Fatalf("crictl stats --id %s: %d entries", id, len(s.Stats))
 		}
@@ -116,27 +118,27 @@ func TestStats(t *testing.T) {
 	if !within(cpu1, before, after, 5) {
 		t.Errorf("busy cpu %d not within 5%% of cgroup [%d, %d]", cpu1, before, after)
 	}
-	eventually(t, "busy loop CPU rising", 30*time.Second, func() error {
+	harness.Eventually(t, "busy loop CPU rising", 30*time.Second, func() error {
 		if cpu2, _, _ := sample(busy); cpu2 <= cpu1 {
 			return fmt.Errorf("cpu %d after %d", cpu2, cpu1)
 		}
 		return nil
 	})
 	// crictl's own CPU % for the busy loop (two samples a second apart).
-	out := d.crictl("stats", "--id", busy)
+	out := d.Crictl("stats", "--id", busy)
 	if pct := cpuPercent(t, out, busy); pct < 20 {
 		t.Errorf("crictl stats CPU %% of a busy loop = %.1f, want well above 0:\n%s", pct, out)
 	}
 
 	// Memory grows as the allocator fills /dev/shm, and agrees with the cgroup.
 	_, ws1, _ := sample(alloc)
-	eventually(t, "allocator memory growing", 60*time.Second, func() error {
+	harness.Eventually(t, "allocator memory growing", 60*time.Second, func() error {
 		if _, ws, _ := sample(alloc); ws < ws1+8<<20 {
 			return fmt.Errorf("working set %d, was %d", ws, ws1)
 		}
 		return nil
 	})
-	eventually(t, "allocator done", 60*time.Second, func() error {
+	harness.Eventually(t, "allocator done", 60*time.Second, func() error {
 		if _, ws, _ := sample(alloc); ws < 30<<20 {
 			return fmt.Errorf("working set %d", ws)
 		}
@@ -170,7 +172,7 @@ func TestStats(t *testing.T) {
 			} `json:"linux"`
 		} `json:"stats"`
 	}
-	d.crictlJSON(&ps, "statsp", "-o", "json", "--id", busyPod)
+	d.CrictlJSON(&ps, "statsp", "-o", "json", "--id", busyPod)
 	if len(ps.Stats) != 1 {
 		t.Fatalf("statsp: %d entries", len(ps.Stats))
 	}
@@ -181,7 +183,7 @@ func TestStats(t *testing.T) {
 	if l.Network.Default.Name != "eth0" || len(l.Containers) != 1 {
 		t.Errorf("pod stats network %q, %d containers", l.Network.Default.Name, len(l.Containers))
 	}
-	out = d.crictl("statsp", "--id", busyPod)
+	out = d.Crictl("statsp", "--id", busyPod)
 	if pct := cpuPercent(t, out, busyPod); pct < 20 {
 		t.Errorf("crictl statsp CPU %% of a busy pod = %.1f:\n%s", pct, out)
 	}
