@@ -58,6 +58,8 @@ type Manager struct {
 	opts   Options
 	log    *slog.Logger
 	minOOM int
+	// hugetlb: the host has the hugetlb controller, detected once here.
+	hugetlb bool
 
 	mu    sync.Mutex
 	names map[string]string
@@ -76,6 +78,10 @@ func New(opts Options) (*Manager, error) {
 	m := &Manager{opts: opts, log: opts.Logger, names: map[string]string{}, locks: map[string]*sync.Mutex{}}
 	if data, err := os.ReadFile("/proc/self/oom_score_adj"); err == nil {
 		m.minOOM, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	m.hugetlb = hugetlbAvailable("/sys/fs/cgroup", readMountInfo())
+	if !m.hugetlb {
+		m.log.Info("no hugetlb cgroup controller: hugepage limits are left out of container specs")
 	}
 	all, err := store.List[Container](opts.DB, bucket)
 	if err != nil {
@@ -248,6 +254,9 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 	if sandboxID == "" {
 		return nil, fmt.Errorf("pod_sandbox_id is empty: %w", ErrInvalid)
 	}
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
 	sb, err := m.opts.Sandboxes.Get(sandboxID)
 	if err != nil {
 		return nil, err
@@ -351,7 +360,7 @@ func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox
 	in := specInput{
 		ID: c.ID, Config: &c.Config, Sandbox: sb, Image: img, Rootfs: root,
 		CgroupDriver: m.opts.CgroupDriver, MinOOMScoreAdj: m.minOOM,
-		NoSwapAccounting: !swapAccounting(), Log: m.log.With("container", c.ID),
+		NoSwapAccounting: !swapAccounting(), NoHugetlb: !m.hugetlb, Log: m.log.With("container", c.ID),
 	}
 	for _, mnt := range c.Config.Mounts {
 		if mnt.Propagation != PropagationPrivate && mnt.Image == "" {

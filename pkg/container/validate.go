@@ -1,0 +1,18 @@
+package container
+
+import "fmt"
+
+// validate rejects configs that containerd and CRI-O reject at
+// CreateContainer, before any rootfs or record is made, so the kubelet sees
+// InvalidArgument instead of a container that fails later or silently does
+// something else than asked.
+func validate(cfg *Config) error {
+	sec := cfg.Security
+	// A group alone would have to be paired with the image's user, which
+	// the pod spec never asked for: containerd refuses it, and so do we.
+	// run_as_username with run_as_group is fine.
+	if sec.RunAsGroup != nil && sec.RunAsUser == nil && sec.RunAsUsername == "" {
+		return fmt.Errorf("user group %d is specified without user: %w", *sec.RunAsGroup, ErrInvalid)
+	}
+	return nil
+}
