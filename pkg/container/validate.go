@@ -14,5 +14,19 @@ func validate(cfg *Config) error {
 	if sec.RunAsGroup != nil && sec.RunAsUser == nil && sec.RunAsUsername == "" {
 		return fmt.Errorf("user group %d is specified without user: %w", *sec.RunAsGroup, ErrInvalid)
 	}
+	for _, m := range cfg.Mounts {
+		if !m.RecursiveReadonly {
+			continue
+		}
+		// A recursive read-only mount of a writable volume is a
+		// contradiction, and propagation would let new, writable
+		// submounts appear under it.
+		if !m.Readonly {
+			return fmt.Errorf("mount %s: recursive read-only mount conflicts with a read-write mount: %w", m.ContainerPath, ErrInvalid)
+		}
+		if m.Propagation != PropagationPrivate {
+			return fmt.Errorf("mount %s: recursive read-only mount needs private propagation: %w", m.ContainerPath, ErrInvalid)
+		}
+	}
 	return nil
 }

@@ -17,6 +17,11 @@ func TestValidate(t *testing.T) {
 		{"uid and group", Config{Security: Security{RunAsUser: i64(1003), RunAsGroup: i64(1004)}}, false},
 		{"username and group", Config{Security: Security{RunAsUsername: "www-data", RunAsGroup: i64(1004)}}, false},
 		{"uid 0 and group", Config{Security: Security{RunAsUser: i64(0), RunAsGroup: i64(0)}}, false},
+		{"rro read-only private", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp", Readonly: true, RecursiveReadonly: true}}}, false},
+		{"rro read-write", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp", RecursiveReadonly: true}}}, true},
+		{"rro host-to-container", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp", Readonly: true, RecursiveReadonly: true, Propagation: PropagationHostToContainer}}}, true},
+		{"rro bidirectional", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp", Readonly: true, RecursiveReadonly: true, Propagation: PropagationBidirectional}}}, true},
+		{"read-write without rro", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp"}}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
