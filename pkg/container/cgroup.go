@@ -205,5 +205,10 @@ func (m *Manager) UpdatePodResources(sandboxID string, r *Resources) error {
 	if err != nil {
 		return err
 	}
+	if !m.hugetlb && len(r.HugepageLimits) > 0 {
+		nr := *r
+		nr.HugepageLimits = nil
+		r = &nr
+	}
 	return applyCgroup("/sys/fs/cgroup", rel, r)
 }

@@ -37,7 +37,9 @@ type specInput struct {
 	// TARGET pid mode joins.
 	TargetPID        int
 	NoSwapAccounting bool
-	Log              *slog.Logger // nil discards
+	// NoHugetlb: the host has no hugetlb controller (hugetlbAvailable).
+	NoHugetlb bool
+	Log       *slog.Logger // nil discards
 	// MountInfo is the daemon's /proc/self/mountinfo, to check that the
 	// sources of rslave and rshared mounts propagate; "" skips the check.
 	MountInfo string
@@ -115,6 +117,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		// The kubelet sets swap = limit even where the kernel accounts no
 		// swap; runc would fail on the missing memsw file (containerd drops it too).
 		s.Linux.Resources.Memory.Swap = nil
+	}
+	if in.NoHugetlb {
+		s.Linux.Resources.HugepageLimits = nil
 	}
 	if len(c.Security.Sysctls) > 0 {
 		s.Linux.Sysctl = c.Security.Sysctls

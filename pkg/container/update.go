@@ -41,6 +41,9 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 	if lr.Memory != nil && !swapAccounting() {
 		lr.Memory.Swap = nil
 	}
+	if !m.hugetlb {
+		lr.HugepageLimits = nil
+	}
 	if c.State == StateRunning {
 		rt, err := m.runtimeOf(c)
 		if err != nil {
