@@ -4,16 +4,12 @@ import (
 	"testing"
 
 	"github.com/pod-shim/pod-shim/test/harness"
-	"github.com/pod-shim/pod-shim/test/images"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-// requireHost skips unless the suite's prerequisites are present.
-func requireHost(t testing.TB) {
-	t.Helper()
-	harness.RequireHost(t, harness.CrictlHost)
-}
+// The suite drives the daemon through crictl: harness.CrictlHost.
+var requireHost = harness.RequireCrictlHost
 
 // startDaemonWith starts a daemon (POD_SHIM_BIN_DIR's build if set) with a
 // config file: configTOML is passed with --config; "" runs on the defaults.
@@ -29,4 +25,4 @@ func startDaemonWith(t testing.TB, configTOML string) *harness.Daemon {
 }
 
 // registry returns the shared loopback registry and the busybox reference on it.
-func registry(t testing.TB) (*images.Registry, string) { return harness.Registry(t) }
+var registry = harness.Registry

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"sort"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // Shapes of crictl's -o json output (protobuf JSON: camelCase, enums as names).
@@ -16,15 +18,7 @@ type podStatusJSON struct {
 	} `json:"status"`
 }
 
-type containerStatusJSON struct {
-	Status struct {
-		ID       string `json:"id"`
-		State    string `json:"state"`
-		ExitCode int    `json:"exitCode"`
-		Reason   string `json:"reason"`
-		LogPath  string `json:"logPath"`
-	} `json:"status"`
-}
+type containerStatusJSON = harness.CrictlContainerStatus
 
 type podListJSON struct {
 	Items []struct {

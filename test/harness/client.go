@@ -271,6 +271,17 @@ func (d *Daemon) CrictlJSON(v any, args ...string) {
 	}
 }
 
+// CrictlContainerStatus is what the suites read of `crictl inspect -o json`.
+type CrictlContainerStatus struct {
+	Status struct {
+		ID       string `json:"id"`
+		State    string `json:"state"`
+		ExitCode int    `json:"exitCode"`
+		Reason   string `json:"reason"`
+		LogPath  string `json:"logPath"`
+	} `json:"status"`
+}
+
 // CrictlStartContainer creates and starts a container with crictl and
 // checks it runs and logs to a file under the daemon's pod log dirs.
 func (d *Daemon) CrictlStartContainer(podID, ctrCfg, podCfg string) string {
@@ -280,14 +291,7 @@ func (d *Daemon) CrictlStartContainer(podID, ctrCfg, podCfg string) string {
 		d.T.Fatalf("crictl create printed %q, want a 64-hex container id", id)
 	}
 	d.Crictl("start", id)
-	var cs struct {
-		Status struct {
-			State    string `json:"state"`
-			ExitCode int    `json:"exitCode"`
-			Reason   string `json:"reason"`
-			LogPath  string `json:"logPath"`
-		} `json:"status"`
-	}
+	var cs CrictlContainerStatus
 	d.CrictlJSON(&cs, "inspect", "-o", "json", id)
 	if cs.Status.State != "CONTAINER_RUNNING" {
 		d.T.Fatalf("container %s state %s after start, want CONTAINER_RUNNING (exit %d, %s)", id, cs.Status.State, cs.Status.ExitCode, cs.Status.Reason)

@@ -78,6 +78,12 @@ var CrictlHost = Host{
 	Crictl:  true,
 }
 
+// RequireCrictlHost is RequireHost(t, CrictlHost).
+func RequireCrictlHost(t testing.TB) {
+	t.Helper()
+	RequireHost(t, CrictlHost)
+}
+
 // RequireHost skips the test unless the host has what h lists, runs as root
 // and the run is not -short.
 func RequireHost(t testing.TB, h Host) {

@@ -4,16 +4,12 @@ import (
 	"testing"
 
 	"github.com/pod-shim/pod-shim/test/harness"
-	"github.com/pod-shim/pod-shim/test/images"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-// requireHost skips unless the suite's prerequisites are present.
-func requireHost(t testing.TB) {
-	t.Helper()
-	harness.RequireHost(t, harness.CrictlHost)
-}
+// The suite drives the daemon through crictl: harness.CrictlHost.
+var requireHost = harness.RequireCrictlHost
 
 // daemon is one pod-shim serve process with private dirs, CNI config and
 // bridge, driven mostly through the real crictl.
@@ -44,4 +40,4 @@ func startDaemonWith(t testing.TB, setup func(*daemon)) *daemon {
 }
 
 // registry returns the shared loopback registry and the busybox reference on it.
-func registry(t testing.TB) (*images.Registry, string) { return harness.Registry(t) }
+var registry = harness.Registry

@@ -3,17 +3,11 @@ package streaming
 import (
 	"encoding/json"
 	"os"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
-type containerStatusJSON struct {
-	Status struct {
-		ID       string `json:"id"`
-		State    string `json:"state"`
-		ExitCode int    `json:"exitCode"`
-		Reason   string `json:"reason"`
-		LogPath  string `json:"logPath"`
-	} `json:"status"`
-}
+type containerStatusJSON = harness.CrictlContainerStatus
 
 // podWith runs a pod and one busybox container in it running sh -c script.
 func (d *daemon) podWith(name, script string) (podID, ctrID string) {
