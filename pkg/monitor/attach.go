@@ -257,8 +257,8 @@ func (m *monitor) attach(ctx context.Context, conn net.Conn, raw json.RawMessage
 	case !created:
 		fail(fmt.Errorf("attach to %s: still being created", req.ContainerID))
 		return
-	case c.lw == nil && c.console == nil:
-		// Created without a log: its output goes to /dev/null, unread.
+	case c.console == nil && len(c.outputs) == 0:
+		// A tty container whose pty master never arrived.
 		fail(fmt.Errorf("attach to %s: the container has no output to attach to", req.ContainerID))
 		return
 	}

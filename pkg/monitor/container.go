@@ -172,20 +172,17 @@ func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.Fi
 		io.Stdin, c.stdin = r, w
 		ends = append(ends, r)
 	}
-	if req.LogPath == "" {
-		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-		if err != nil {
+	// Without a log the output still goes through pipes the monitor reads:
+	// attach must see it (critest attaches to a pod without a log
+	// directory), and what nobody is attached to is discarded.
+	var lw *logWriter
+	if req.LogPath != "" {
+		var err error
+		if lw, err = openLog(req.LogPath); err != nil {
 			return io, ends, err
 		}
-		io.Stdout, io.Stderr = null, null
-		ends = append(ends, null)
-		return io, ends, nil
+		c.lw = lw
 	}
-	lw, err := openLog(req.LogPath)
-	if err != nil {
-		return io, ends, err
-	}
-	c.lw = lw
 	for _, stream := range []string{streamStdout, streamStderr} {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -201,6 +198,10 @@ func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.Fi
 		c.copiers.Add(1)
 		go func() {
 			defer c.copiers.Done()
+			if lw == nil {
+				drain(c.tee(r, stream))
+				return
+			}
 			copyStream(c.tee(r, stream), stream, lw, m.maxLine, func(err error) {
 				m.log.Warn("container log write failed", "container", c.id, "err", err)
 			})
@@ -208,6 +209,9 @@ func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.Fi
 	}
 	return io, ends, nil
 }
+
+// drain reads r to its end for the attach taps in it, keeping nothing.
+func drain(r io.Reader) { io.Copy(io.Discard, r) }
 
 // ptyMaster is what receiveMaster delivers: the pty master, non-blocking so
 // drain can cut its read short with a deadline, or why there is none.
