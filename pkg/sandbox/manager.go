@@ -45,6 +45,8 @@ type Options struct {
 	// Handlers are the RuntimeClass handlers: a pod's monitor runs its
 	// handler's runtime (see runtimeOf). nil runs every pod on Runtime.
 	Handlers *runtime.Handlers
+	// Hooks are told of each pod's lifecycle (NRI); nil means none.
+	Hooks Hooks
 }
 
 // Manager owns every sandbox of the node.
@@ -245,6 +247,11 @@ func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
 }
 
 func (m *Manager) stop(ctx context.Context, sb *Sandbox) error {
+	if m.opts.Hooks != nil && sb.State == StateReady {
+		if err := m.opts.Hooks.StopPodSandbox(ctx, sb); err != nil {
+			return fmt.Errorf("stop hook: %w", err)
+		}
+	}
 	if err := m.stopPause(ctx, sb); err != nil {
 		return err
 	}
@@ -323,6 +330,11 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 		return err
 	}
 	failpoint.Hit("sandbox-remove-after-release")
+	if m.opts.Hooks != nil {
+		if err := m.opts.Hooks.RemovePodSandbox(ctx, sb); err != nil {
+			m.log.Warn("remove hook", "sandbox", sb.ID, "error", err)
+		}
+	}
 	if err := m.opts.DB.Delete(bucket, sb.ID); err != nil {
 		return err
 	}

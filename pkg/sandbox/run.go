@@ -117,6 +117,9 @@ func (m *Manager) run(ctx context.Context, sb *Sandbox, name string) (*Sandbox, 
 	defer cancel()
 	unlock := m.lock(sb.ID)
 	defer unlock()
+	if m.opts.Hooks != nil {
+		defer m.opts.Hooks.BeginRun()()
+	}
 
 	// The intent record goes first, so a crash from here on leaves
 	// something recovery can see and undo.
@@ -125,7 +128,11 @@ func (m *Manager) run(ctx context.Context, sb *Sandbox, name string) (*Sandbox, 
 		return nil, fmt.Errorf("record sandbox: %w", err)
 	}
 	failpoint.Hit("sandbox-run-after-intent")
-	if err := m.create(ctx, sb); err != nil {
+	err := m.create(ctx, sb)
+	if err == nil && m.opts.Hooks != nil {
+		err = m.opts.Hooks.RunPodSandbox(ctx, sb)
+	}
+	if err != nil {
 		// Undo with a fresh context: the request's may be what expired.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
