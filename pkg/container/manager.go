@@ -51,6 +51,9 @@ type Options struct {
 	// exit is folded in, for the daemon's metrics. Concurrent lookups may
 	// report one container more than once.
 	OnOOMKill func(id string)
+	// Hooks are told of each container's lifecycle and may adjust it
+	// (NRI); nil means none.
+	Hooks Hooks
 }
 
 // Manager owns every app container of the node.
@@ -183,6 +186,9 @@ func (m *Manager) refresh(c *Container) (changed bool) {
 	default:
 		c.Reason = "Error"
 	}
+	if m.opts.Hooks != nil {
+		m.opts.Hooks.StopContainer(context.Background(), c)
+	}
 	return true
 }
 
@@ -312,6 +318,9 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 	m.names[name] = c.ID
 	m.mu.Unlock()
 	defer m.lock(c.ID)()
+	if m.opts.Hooks != nil {
+		defer m.opts.Hooks.BeginCreate()()
+	}
 
 	if err := m.save(c); err != nil {
 		m.unreserve(name, c.ID)
@@ -323,12 +332,18 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 			m.log.Error("undo failed container", "container", c.ID, "error", derr)
 		}
 		m.unreserve(name, c.ID)
+		if m.opts.Hooks != nil {
+			m.opts.Hooks.RemoveContainer(context.WithoutCancel(ctx), c)
+		}
 		return nil, err
 	}
 	failpoint.Hit("container-create-before-done")
 	c.State = StateCreated
 	if err := m.save(c); err != nil {
 		return nil, err
+	}
+	if m.opts.Hooks != nil {
+		m.opts.Hooks.PostCreateContainer(ctx, c)
 	}
 	return c, nil
 }
@@ -382,6 +397,11 @@ func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox
 	}
 	if err := m.injectCDI(spec, &c.Config); err != nil {
 		return err
+	}
+	if m.opts.Hooks != nil {
+		if err := m.opts.Hooks.CreateContainer(ctx, c, spec); err != nil {
+			return fmt.Errorf("create hook: %w", err)
+		}
 	}
 	u := spec.Process.User
 	c.User = &User{UID: int64(u.UID), GID: int64(u.GID)}
@@ -464,6 +484,15 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 		return err
 	}
 	failpoint.Hit("container-start-before-run")
+	if m.opts.Hooks != nil {
+		if err := m.opts.Hooks.StartContainer(ctx, c); err != nil {
+			c.State = StateCreated
+			if serr := m.save(c); serr != nil {
+				return serr
+			}
+			return fmt.Errorf("start hook: %w", err)
+		}
+	}
 	pid, err := mon.Create(ctx, monitor.CreateRequest{
 		ID:        c.ID,
 		Bundle:    c.Bundle,
@@ -492,7 +521,13 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 	c.Pid = pid
 	c.State = StateRunning
 	c.StartedAt = time.Now()
-	return m.save(c)
+	if err := m.save(c); err != nil {
+		return err
+	}
+	if m.opts.Hooks != nil {
+		m.opts.Hooks.PostStartContainer(ctx, c)
+	}
+	return nil
 }
 
 // Stop stops a running container: its stop signal, then SIGKILL after
@@ -591,6 +626,9 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	}
 	if err := m.discard(ctx, c); err != nil {
 		return err
+	}
+	if m.opts.Hooks != nil {
+		m.opts.Hooks.RemoveContainer(ctx, c)
 	}
 	if sb, err := m.opts.Sandboxes.Get(c.SandboxID); err == nil {
 		m.unreserve(reservedName(&c.Config, sb), c.ID)

@@ -31,6 +31,12 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 	if c.State == StateExited {
 		return fmt.Errorf("container %s has exited: %w", c.ID, ErrState)
 	}
+	if m.opts.Hooks != nil {
+		if r, err = m.opts.Hooks.UpdateContainer(ctx, c, r); err != nil {
+			return fmt.Errorf("update hook: %w", err)
+		}
+		defer m.opts.Hooks.PostUpdateContainer(ctx, c)
+	}
 	spec, err := oci.ReadBundle(c.Bundle)
 	if err != nil {
 		return fmt.Errorf("read container spec: %w", err)
