@@ -35,6 +35,9 @@ type Mount struct {
 	// mounted read-only at ContainerPath (HostPath is then unused).
 	Image        string
 	ImageSubPath string
+	// ImageRef is the image volume's image id, resolved at create: status
+	// reports it as the mount's image_ref (the id PullImage returned).
+	ImageRef string
 }
 
 // Device is a host device made available in the container.

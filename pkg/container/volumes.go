@@ -40,6 +40,7 @@ func (m *Manager) prepareImageVolumes(ctx context.Context, c *Container) (map[st
 		if err != nil {
 			return nil, fmt.Errorf("image volume %s: %w", mnt.ContainerPath, err)
 		}
+		c.Config.Mounts[i].ImageRef = img.ID
 		if out == nil {
 			out = map[string]string{}
 		}

@@ -36,20 +36,7 @@ func (s *Server) ContainerStatus(ctx context.Context, r *runtimeapi.ContainerSta
 		Annotations: c.Config.Annotations,
 		LogPath:     c.LogPath,
 	}
-	for _, m := range c.Config.Mounts {
-		st.Mounts = append(st.Mounts, &runtimeapi.Mount{
-			ContainerPath:     m.ContainerPath,
-			HostPath:          m.HostPath,
-			Readonly:          m.Readonly,
-			RecursiveReadOnly: m.RecursiveReadonly,
-			SelinuxRelabel:    m.SelinuxRelabel,
-			Propagation:       runtimeapi.MountPropagation(m.Propagation),
-		})
-		if m.Image != "" {
-			st.Mounts[len(st.Mounts)-1].Image = &runtimeapi.ImageSpec{Image: m.Image}
-			st.Mounts[len(st.Mounts)-1].ImageSubPath = m.ImageSubPath
-		}
-	}
+	st.Mounts = statusMounts(c.Config.Mounts)
 	if u := c.User; u != nil {
 		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: u.UID, Gid: u.GID, SupplementalGroups: u.SupplementalGroups}}
 	}
@@ -84,4 +71,27 @@ func containerState(s container.State) runtimeapi.ContainerState {
 		return runtimeapi.ContainerState_CONTAINER_EXITED
 	}
 	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+}
+
+// statusMounts reports the container's mounts as created; an image volume
+// carries its image's id as image_ref, which the kubelet compares with the
+// one PullImage returned.
+func statusMounts(ms []container.Mount) []*runtimeapi.Mount {
+	var out []*runtimeapi.Mount
+	for _, m := range ms {
+		sm := &runtimeapi.Mount{
+			ContainerPath:     m.ContainerPath,
+			HostPath:          m.HostPath,
+			Readonly:          m.Readonly,
+			RecursiveReadOnly: m.RecursiveReadonly,
+			SelinuxRelabel:    m.SelinuxRelabel,
+			Propagation:       runtimeapi.MountPropagation(m.Propagation),
+		}
+		if m.Image != "" {
+			sm.Image = &runtimeapi.ImageSpec{Image: m.Image, ImageRef: m.ImageRef}
+			sm.ImageSubPath = m.ImageSubPath
+		}
+		out = append(out, sm)
+	}
+	return out
 }
