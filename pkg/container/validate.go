@@ -15,6 +15,11 @@ func validate(cfg *Config) error {
 		return fmt.Errorf("user group %d is specified without user: %w", *sec.RunAsGroup, ErrInvalid)
 	}
 	for _, m := range cfg.Mounts {
+		// An image volume is always mounted read-only (KEP-4639); asking
+		// for a writable one is refused rather than silently ignored.
+		if m.Image != "" && !m.Readonly {
+			return fmt.Errorf("mount %s: image volume %s must be read-only: %w", m.ContainerPath, m.Image, ErrInvalid)
+		}
 		if !m.RecursiveReadonly {
 			continue
 		}

@@ -21,6 +21,8 @@ func TestValidate(t *testing.T) {
 		{"rro read-write", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp", RecursiveReadonly: true}}}, true},
 		{"rro host-to-container", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp", Readonly: true, RecursiveReadonly: true, Propagation: PropagationHostToContainer}}}, true},
 		{"rro bidirectional", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp", Readonly: true, RecursiveReadonly: true, Propagation: PropagationBidirectional}}}, true},
+		{"image volume read-only", Config{Mounts: []Mount{{ContainerPath: "/img", Image: "busybox", Readonly: true}}}, false},
+		{"image volume read-write", Config{Mounts: []Mount{{ContainerPath: "/img", Image: "busybox"}}}, true},
 		{"read-write without rro", Config{Mounts: []Mount{{ContainerPath: "/mnt", HostPath: "/tmp"}}}, false},
 	}
 	for _, tt := range tests {
