@@ -25,6 +25,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/events"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/nri"
 	"github.com/pod-shim/pod-shim/pkg/runtime"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 	"github.com/pod-shim/pod-shim/pkg/stats"
@@ -54,6 +55,7 @@ func serve(args []string) int {
 	streamAddr := fs.String("stream-address", "", "address of the exec/attach/port-forward server")
 	streamPort := fs.Int("stream-port", -1, "port of the exec/attach/port-forward server (0 = any free port)")
 	metricsAddr := fs.String("metrics-address", "", "host:port for Prometheus /metrics (empty = off)")
+	nriSocket := fs.String("nri-socket", "", "host NRI plugins, listening on this socket (enables [nri])")
 	var insecure stringList
 	fs.Var(&insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -86,6 +88,10 @@ func serve(args []string) int {
 	override(&cfg.CgroupDriver, *cgroupDriver)
 	override(&cfg.StreamServer.Address, *streamAddr)
 	override(&cfg.MetricsAddress, *metricsAddr)
+	if *nriSocket != "" {
+		cfg.NRI.Enable = true
+		cfg.NRI.SocketPath = *nriSocket
+	}
 	if *streamPort >= 0 {
 		cfg.StreamServer.Port = *streamPort
 	}
@@ -171,11 +177,29 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}
 	log.Info("pod monitor binary", "path", monitorExe)
 	handlers, runtimes := runtimeHandlers(cfg, runtimeBin, runtimeRoot)
+	// Interfaces stay nil when NRI is off: the managers then skip every hook.
+	var (
+		nriHost  *nri.NRI
+		podHooks sandbox.Hooks
+		ctrHooks container.Hooks
+	)
+	if cfg.NRI.Enable {
+		nriHost, err = nri.New(nri.Options{
+			RuntimeName: "pod-shim", RuntimeVersion: cri.RuntimeVersion,
+			SocketPath: cfg.NRI.SocketPath, PluginPath: cfg.NRI.PluginPath, PluginConfigPath: cfg.NRI.PluginConfigPath,
+			RegistrationTimeout: cfg.NRI.RegistrationTimeout.Duration, RequestTimeout: cfg.NRI.RequestTimeout.Duration,
+			DisableConnections: cfg.NRI.DisableConnections, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		podHooks, ctrHooks = nriHost, nriHost
+	}
 	sandboxes, err := sandbox.New(sandbox.Options{
 		DB: db, Network: net, Images: images, StateDir: cfg.State,
 		SandboxImage: cfg.SandboxImage, PauseBinary: cfg.PauseBinary,
 		Runtime: runtimeBin, RuntimeRoot: runtimeRoot, CgroupDriver: cfg.CgroupDriver, Executable: monitorExe, Logger: log,
-		Direct: runtime.New(runtimeBin, runtimeRoot), Handlers: handlers,
+		Direct: runtime.New(runtimeBin, runtimeRoot), Handlers: handlers, Hooks: podHooks,
 	})
 	if err != nil {
 		return err
@@ -189,9 +213,17 @@ func run(cfg config.Config, log *slog.Logger) error {
 		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
 		CgroupDriver: cfg.CgroupDriver, Runtime: runtime.New(runtimeBin, runtimeRoot), Logger: log,
 		Handlers: handlers, Runtimes: runtimes, CDISpecDirs: cfg.CDISpecDirs, OnOOMKill: mx.OOMKill,
+		Hooks: ctrHooks,
 	})
 	if err != nil {
 		return err
+	}
+	if nriHost != nil {
+		if err := nriHost.Start(sandboxes, containers); err != nil {
+			return err
+		}
+		defer nriHost.Stop()
+		log.Info("NRI enabled", "socket", cfg.NRI.SocketPath, "plugin_path", cfg.NRI.PluginPath)
 	}
 
 	cgroups, err := stats.Detect("/sys/fs/cgroup")

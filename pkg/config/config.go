@@ -38,6 +38,19 @@ type Config struct {
 	// Container runtimes: RuntimeClass handlers and CDI devices.
 	Runtimes    map[string]RuntimeHandler `toml:"runtimes" comment:"RuntimeClass handlers by name, e.g. [runtimes.crun] path = \"/usr/bin/crun\"; \"\" and \"runc\" are always the [runtime] above"`
 	CDISpecDirs []string                  `toml:"cdi_spec_dirs" comment:"directories of CDI device specs, later ones overriding earlier"`
+
+	NRI NRI `toml:"nri" comment:"Node Resource Interface: plugins that see and adjust pods and containers (as in containerd and CRI-O)"`
+}
+
+// NRI configures hosting of NRI plugins.
+type NRI struct {
+	Enable              bool     `toml:"enable" comment:"host NRI plugins; off costs nothing on the request path"`
+	SocketPath          string   `toml:"socket_path" comment:"unix socket external plugins connect to"`
+	PluginPath          string   `toml:"plugin_path" comment:"directory of plugins started by pod-shim (NN-name executables)"`
+	PluginConfigPath    string   `toml:"plugin_config_path" comment:"directory of configuration for the plugins pod-shim starts"`
+	RegistrationTimeout Duration `toml:"plugin_registration_timeout" comment:"how long a plugin may take to register"`
+	RequestTimeout      Duration `toml:"plugin_request_timeout" comment:"how long a plugin may take to handle one event (also bounds Synchronize)"`
+	DisableConnections  bool     `toml:"disable_connections" comment:"do not listen on socket_path: only plugins from plugin_path run"`
 }
 
 // RuntimeHandler is one RuntimeClass handler: an OCI runtime with runc's CLI.
@@ -113,6 +126,13 @@ func Default() Config {
 		StreamServer:     StreamServer{Address: "127.0.0.1", IdleTimeout: Duration{4 * time.Hour}},
 		Runtimes:         map[string]RuntimeHandler{},
 		CDISpecDirs:      []string{"/etc/cdi", "/var/run/cdi"},
+		NRI: NRI{
+			SocketPath:          "/var/run/nri/nri.sock",
+			PluginPath:          "/opt/nri/plugins",
+			PluginConfigPath:    "/etc/nri/conf.d",
+			RegistrationTimeout: Duration{5 * time.Second},
+			RequestTimeout:      Duration{2 * time.Second},
+		},
 	}
 }
 
