@@ -88,7 +88,7 @@ func Detect(root string) (*Hierarchy, error) {
 		}
 		for _, opt := range strings.Split(qf[2], ",") {
 			switch opt {
-			case "cpuacct", "memory", "pids", "cpu":
+			case "cpuacct", "memory", "pids", "cpu", "blkio", "hugetlb":
 				if _, ok := h.V1[opt]; !ok {
 					h.V1[opt] = pf[4]
 				}

@@ -133,7 +133,7 @@ func TestParseNetDev(t *testing.T) {
   eth0:    4242      10    2    0    0     0          0         0     3131      20    1    0    0     0       0          0
 `)
 	got := ParseNetDev(data)
-	if len(got) != 1 || got[0] != (Interface{Name: "eth0", RxBytes: 4242, RxErrors: 2, TxBytes: 3131, TxErrors: 1}) {
+	if len(got) != 1 || got[0] != (Interface{Name: "eth0", RxBytes: 4242, RxPackets: 10, RxErrors: 2, TxBytes: 3131, TxPackets: 20, TxErrors: 1}) {
 		t.Fatalf("got %+v", got)
 	}
 }
