@@ -267,6 +267,11 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 	if err != nil {
 		return nil, err
 	}
+	if sb.State == sandbox.StateCreating {
+		// Its Run holds the lock until the pod is ready or undone (NRI
+		// plugins may hold it a while): fail now rather than wait.
+		return nil, fmt.Errorf("sandbox %s is still being created: %w", sb.ID, sandbox.ErrNotReady)
+	}
 	unlockSB := m.opts.Sandboxes.Lock(sb.ID)
 	defer unlockSB()
 	if sb, err = m.opts.Sandboxes.Get(sb.ID); err != nil {
