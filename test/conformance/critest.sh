@@ -207,6 +207,10 @@ done
 cat <&3 >/dev/null & # keep the pipe drained
 log "stand-in registry at $REG ($(wc -l <"$OUT/images.txt") tags)"
 
+# NRI: pod-shim hosts plugins on this socket and critest's NRI specs connect their
+# stub plugin to it (CRITEST_NRI_SOCKET= runs without NRI, and those specs skip).
+# The request timeout covers the specs that hold a plugin's Synchronize for 2 s.
+NRI_SOCK=${CRITEST_NRI_SOCKET-$WORK/nri.sock}
 cat >"$WORK/config.toml" <<EOF
 listen = '$SOCK'
 root = '$WORK/root'
@@ -228,6 +232,13 @@ insecure = ['$REG']
 'gcr.io' = ['http://$REG']
 'public.ecr.aws' = ['http://$REG']
 'docker.io' = ['http://$REG']
+
+[nri]
+enable = $([[ -n $NRI_SOCK ]] && echo true || echo false)
+socket_path = '${NRI_SOCK:-/var/run/nri/nri.sock}'
+plugin_path = '$WORK/nri/plugins'
+plugin_config_path = '$WORK/nri/conf.d'
+plugin_request_timeout = '10s'
 EOF
 
 cat >"$WORK/cni/10-$BRIDGE.conflist" <<EOF
@@ -264,6 +275,7 @@ for _ in $(seq 1 100); do [[ -S $SOCK ]] && break; sleep 0.1; done
 args=(-runtime-endpoint "unix://$SOCK" -image-endpoint "unix://$SOCK"
 	-ginkgo.no-color -ginkgo.timeout=40m
 	-ginkgo.junit-report="$OUT/junit.xml" -ginkgo.json-report="$OUT/report.json")
+[[ -n $NRI_SOCK ]] && args+=(-nri-socket "$NRI_SOCK")
 [[ -n ${CRITEST_FOCUS:-} ]] && args+=(-ginkgo.focus="$CRITEST_FOCUS")
 [[ -n ${CRITEST_SKIP:-} ]] && args+=(-ginkgo.skip="$CRITEST_SKIP")
 # -benchmark sets ginkgo's verbosity itself and refuses a second setting.
