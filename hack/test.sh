@@ -37,6 +37,14 @@ step containers go test -count=1 -v -timeout 15m ./test/containers/...
 step streaming go test -count=1 -v -timeout 15m ./test/streaming/...
 # Issue 6: crash at every failpoint, SIGKILL churn, exits while down, reboot.
 step crash go test -count=1 -v -timeout 10m ./test/crash/...
+# Issue 7: critest v1.37.0 against the built daemon, offline (builds critest
+# and busybox once into ${POD_SHIM_CACHE:-/var/cache/pod-shim-ci}; ~4 min
+# warm). Fails on any spec not in expected-failures.txt; needs root.
+if [ "$(id -u)" = 0 ]; then
+	step conformance env CRITEST_EXPECT_FAIL=test/conformance/expected-failures.txt bash test/conformance/critest.sh
+else
+	echo "warning: not root, skipping conformance (critest)" >&2
+fi
 if [ "${POD_SHIM_BENCH:-}" = 1 ]; then
 	step bench go test -count=1 -run '^$' -bench PodReady -benchtime 1x -timeout 20m ./test/e2e/
 fi
