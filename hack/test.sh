@@ -46,6 +46,14 @@ if [ "$(id -u)" = 0 ]; then
 else
 	echo "warning: not root, skipping conformance (critest)" >&2
 fi
+# Issue 7: a real kubelet v1.37 (standalone, static pods) against the daemon.
+# build-kubelet.sh caches the binary in $POD_SHIM_CACHE (about 7 min cold).
+kubelet_e2e() {
+	local bin
+	bin=$(bash test/conformance/build-kubelet.sh) || return 1
+	KUBELET_BIN=$bin go test -count=1 -v -timeout 20m ./test/kubelet/...
+}
+step kubelet kubelet_e2e
 if [ "${POD_SHIM_BENCH:-}" = 1 ]; then
 	step bench go test -count=1 -run '^$' -bench PodReady -benchtime 1x -timeout 20m ./test/e2e/
 fi
