@@ -224,14 +224,22 @@ func (m *monitor) handle(ctx context.Context, conn net.Conn) {
 		return
 	}
 
-	// The client sends nothing after its request, so a read that returns
-	// means it hung up (or its context ended): cancel the handler.
+	// The client sends nothing after its request, so a read that ends
+	// means it hung up (or its context ended): cancel the handler. The one
+	// exception is the newline json.Encoder writes after the request, which
+	// the decoder above may leave unread when the request spans reads; a
+	// cancel on that byte used to SIGKILL the runc of a large Create.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
+		defer cancel()
 		var b [1]byte
-		conn.Read(b[:])
-		cancel()
+		for {
+			n, err := conn.Read(b[:])
+			if err != nil || (n == 1 && !isJSONSpace(b[0])) {
+				return
+			}
+		}
 	}()
 
 	result, err := m.dispatch(ctx, req)
@@ -327,3 +335,5 @@ func (m *monitor) lookup(id string) *container {
 }
 
 func (m *monitor) runPath(name string) string { return filepath.Join(m.dir, runDir, name) }
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
