@@ -55,7 +55,7 @@ func TestPluginAdjustsContainers(t *testing.T) {
 	d := harness.Start(t, harness.Options{
 		Tag: "nri", Namespace: "nri-test", Labels: map[string]string{"e2e": "pod-shim"},
 		// No plugins from the host's /opt/nri/plugins.
-		Config: "[nri]\nplugin_path = '" + t.TempDir() + "'\nplugin_config_path = '" + t.TempDir() + "'\n",
+		Config:    "[nri]\nplugin_path = '" + t.TempDir() + "'\nplugin_config_path = '" + t.TempDir() + "'\n",
 		ExtraArgs: []string{"--nri-socket", sock},
 	})
 
