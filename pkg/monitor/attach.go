@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Attach (kubectl attach / crictl attach): the monitor already reads every
@@ -59,51 +56,12 @@ type AttachStdio struct {
 // container exits (its exit code; the output pipes are at EOF by then), and
 // Close (or cancelling ctx) detaches. Resize a tty with Client.Resize.
 func (c *Client) Attach(ctx context.Context, req AttachRequest, stdio AttachStdio) (*ExecStream, error) {
-	if c.closed.Load() {
-		return nil, errors.New("monitor Attach: client closed")
-	}
-	params, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", c.sock)
-	if err != nil {
-		return nil, fmt.Errorf("monitor Attach: %w", err)
-	}
-	conn := nc.(*net.UnixConn)
-	ok := false
-	defer func() {
-		if !ok {
-			conn.Close()
+	return c.openStream(ctx, methodAttach, req, func(conn *net.UnixConn, br *bufio.Reader) (*ExecStream, error) {
+		if err := sendStdio(ctx, conn, methodAttach, req.Stdin, stdio.Stdin, stdio.Stdout, stdio.Stderr); err != nil {
+			return nil, err
 		}
-	}()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := json.NewEncoder(conn).Encode(request{Method: methodAttach, Params: params}); err != nil {
-		return nil, fmt.Errorf("monitor Attach: %w", ctxErr(ctx, err))
-	}
-	es := &ExecStream{conn: conn, br: bufio.NewReaderSize(conn, 512)}
-	line, err := es.br.ReadBytes('\n')
-	if err != nil {
-		return nil, fmt.Errorf("monitor Attach: %w", ctxErr(ctx, err))
-	}
-	if string(line) != "ok\n" {
-		return nil, decodeResponse(line, nil)
-	}
-	files := []*os.File{stdio.Stdout, stdio.Stderr}
-	if req.Stdin {
-		files = append([]*os.File{stdio.Stdin}, files...)
-	}
-	fds := make([]int, len(files))
-	for i, f := range files {
-		fds[i] = int(f.Fd())
-	}
-	if _, _, err := conn.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
-		return nil, fmt.Errorf("monitor Attach: send stdio: %w", ctxErr(ctx, err))
-	}
-	ok = true
-	return es, nil
+		return &ExecStream{conn: conn, br: br}, nil
+	})
 }
 
 // attachSet is the clients attached to one container.
@@ -232,11 +190,7 @@ func (c *container) closeStdin() {
 // attach serves one Attach connection; it owns conn.
 func (m *monitor) attach(ctx context.Context, conn net.Conn, raw json.RawMessage) {
 	uc, _ := conn.(*net.UnixConn)
-	fail := func(err error) {
-		resp := response{Error: err.Error(), Code: codeOf(err)}
-		conn.SetWriteDeadline(time.Now().Add(requestTimeout))
-		json.NewEncoder(conn).Encode(resp)
-	}
+	fail := func(err error) { replyError(conn, err) }
 	var req AttachRequest
 	if err := json.Unmarshal(raw, &req); err != nil || uc == nil {
 		fail(fmt.Errorf("bad Attach request: %v", err))
@@ -265,20 +219,10 @@ func (m *monitor) attach(ctx context.Context, conn net.Conn, raw json.RawMessage
 	if _, err := conn.Write([]byte("ok\n")); err != nil {
 		return
 	}
-	n := 2
-	if req.Stdin {
-		n = 3
-	}
-	conn.SetReadDeadline(time.Now().Add(requestTimeout))
-	fds, err := recvFDs(uc, n)
-	conn.SetReadDeadline(time.Time{})
+	files, err := recvStdio(uc, req.Stdin, "attach-stdio")
 	if err != nil {
 		m.log.Debug("attach: no stdio", "err", err)
 		return
-	}
-	files := make([]*os.File, n)
-	for i, fd := range fds {
-		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("attach-stdio-%d", i))
 	}
 	var stdin *os.File
 	if req.Stdin {

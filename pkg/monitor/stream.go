@@ -67,40 +67,14 @@ type streamResult struct {
 // process's ends of the pipes; the caller closes its copies once this
 // returns. Cancelling ctx (or Close) kills the process.
 func (c *Client) ExecStream(ctx context.Context, req StreamExecRequest, stdio StreamStdio) (*ExecStream, error) {
-	if c.closed.Load() {
-		return nil, errors.New("monitor ExecStream: client closed")
-	}
-	params, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", c.sock)
-	if err != nil {
-		return nil, fmt.Errorf("monitor ExecStream: %w", err)
-	}
-	conn := nc.(*net.UnixConn)
-	ok := false
-	defer func() {
-		if !ok {
-			conn.Close()
+	return c.openStream(ctx, methodExecStream, req, func(conn *net.UnixConn, br *bufio.Reader) (*ExecStream, error) {
+		es := &ExecStream{conn: conn, br: br}
+		if !req.Process.Terminal {
+			if err := sendStdio(ctx, conn, methodExecStream, req.Stdin, stdio.Stdin, stdio.Stdout, stdio.Stderr); err != nil {
+				return nil, err
+			}
+			return es, nil
 		}
-	}()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := json.NewEncoder(conn).Encode(request{Method: methodExecStream, Params: params}); err != nil {
-		return nil, fmt.Errorf("monitor ExecStream: %w", ctxErr(ctx, err))
-	}
-	br := bufio.NewReaderSize(conn, 512)
-	line, err := br.ReadBytes('\n')
-	if err != nil {
-		return nil, fmt.Errorf("monitor ExecStream: %w", ctxErr(ctx, err))
-	}
-	if string(line) != "ok\n" {
-		return nil, decodeResponse(line, nil)
-	}
-	es := &ExecStream{conn: conn, br: br}
-	if req.Process.Terminal {
 		// The monitor sent nothing after "ok\n" but this message, so the
 		// buffered reader holds nothing of it.
 		fds, err := recvFDs(conn, 1)
@@ -116,21 +90,98 @@ func (c *Client) ExecStream(ctx context.Context, req StreamExecRequest, stdio St
 			return nil, fmt.Errorf("monitor ExecStream: receive console: %w", ctxErr(ctx, err))
 		}
 		es.Console = os.NewFile(uintptr(fds[0]), "pty-master")
-	} else {
-		files := []*os.File{stdio.Stdout, stdio.Stderr}
-		if req.Stdin {
-			files = append([]*os.File{stdio.Stdin}, files...)
+		return es, nil
+	})
+}
+
+// openStream is the start both streaming methods (ExecStream, Attach)
+// share: it sends the request on a connection of its own and waits for
+// the monitor's "ok\n", then hands the connection to setup, which passes
+// the fds. While setup runs, cancelling ctx fails its reads and writes;
+// the connection is closed unless setup returns a stream.
+func (c *Client) openStream(ctx context.Context, method string, req any, setup func(*net.UnixConn, *bufio.Reader) (*ExecStream, error)) (*ExecStream, error) {
+	if c.closed.Load() {
+		return nil, errors.New("monitor " + method + ": client closed")
+	}
+	params, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", c.sock)
+	if err != nil {
+		return nil, fmt.Errorf("monitor %s: %w", method, err)
+	}
+	conn := nc.(*net.UnixConn)
+	ok := false
+	defer func() {
+		if !ok {
+			conn.Close()
 		}
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
-		if _, _, err := conn.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
-			return nil, fmt.Errorf("monitor ExecStream: send stdio: %w", ctxErr(ctx, err))
-		}
+	}()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := json.NewEncoder(conn).Encode(request{Method: method, Params: params}); err != nil {
+		return nil, fmt.Errorf("monitor %s: %w", method, ctxErr(ctx, err))
+	}
+	br := bufio.NewReaderSize(conn, 512)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return nil, fmt.Errorf("monitor %s: %w", method, ctxErr(ctx, err))
+	}
+	if string(line) != "ok\n" {
+		return nil, decodeResponse(line, nil)
+	}
+	es, err := setup(conn, br)
+	if err != nil {
+		return nil, err
 	}
 	ok = true
 	return es, nil
+}
+
+// sendStdio passes the process's ends of the pipes to the monitor in one
+// message: stdin first when there is one, then stdout and stderr.
+func sendStdio(ctx context.Context, conn *net.UnixConn, method string, withStdin bool, stdin, stdout, stderr *os.File) error {
+	files := []*os.File{stdout, stderr}
+	if withStdin {
+		files = append([]*os.File{stdin}, files...)
+	}
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	if _, _, err := conn.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
+		return fmt.Errorf("monitor %s: send stdio: %w", method, ctxErr(ctx, err))
+	}
+	return nil
+}
+
+// recvStdio is the monitor's side of sendStdio: it waits (for
+// requestTimeout at most) for the fds and names them prefix-0, prefix-1...
+func recvStdio(uc *net.UnixConn, withStdin bool, prefix string) ([]*os.File, error) {
+	n := 2
+	if withStdin {
+		n = 3
+	}
+	uc.SetReadDeadline(time.Now().Add(requestTimeout))
+	fds, err := recvFDs(uc, n)
+	uc.SetReadDeadline(time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	files := make([]*os.File, n)
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), prefix+"-"+strconv.Itoa(i))
+	}
+	return files, nil
+}
+
+// replyError answers a streaming request with err instead of "ok\n".
+func replyError(conn net.Conn, err error) {
+	resp := response{Error: err.Error(), Code: codeOf(err)}
+	conn.SetWriteDeadline(time.Now().Add(requestTimeout))
+	json.NewEncoder(conn).Encode(resp)
 }
 
 // Wait blocks until the process ends and returns its exit code. Cancelling
@@ -218,11 +269,7 @@ func recvFDs(conn *net.UnixConn, n int) ([]int, error) {
 // the request on the same connection.
 func (m *monitor) execStream(ctx context.Context, conn net.Conn, raw json.RawMessage) {
 	uc, _ := conn.(*net.UnixConn)
-	fail := func(err error) {
-		resp := response{Error: err.Error(), Code: codeOf(err)}
-		conn.SetWriteDeadline(time.Now().Add(requestTimeout))
-		json.NewEncoder(conn).Encode(resp)
-	}
+	fail := func(err error) { replyError(conn, err) }
 	var req StreamExecRequest
 	if err := json.Unmarshal(raw, &req); err != nil || uc == nil {
 		fail(fmt.Errorf("bad ExecStream request: %v", err))
@@ -245,20 +292,10 @@ func (m *monitor) execStream(ctx context.Context, conn net.Conn, raw json.RawMes
 	}
 	var stdio runtime.IO
 	if !req.Process.Terminal {
-		n := 2
-		if req.Stdin {
-			n = 3
-		}
-		conn.SetReadDeadline(time.Now().Add(requestTimeout))
-		fds, err := recvFDs(uc, n)
-		conn.SetReadDeadline(time.Time{})
+		files, err := recvStdio(uc, req.Stdin, "exec-stdio")
 		if err != nil {
 			m.log.Debug("exec stream: no stdio", "err", err)
 			return
-		}
-		files := make([]*os.File, n)
-		for i, fd := range fds {
-			files[i] = os.NewFile(uintptr(fd), "exec-stdio-"+strconv.Itoa(i))
 		}
 		defer closeAll(files)
 		if req.Stdin {
