@@ -182,37 +182,20 @@ func (r *runtime) Exec(ctx context.Context, containerID string, cmd []string, in
 }
 
 func (r *runtime) execPipes(ctx context.Context, cancel context.CancelFunc, mon *monitor.Client, id string, proc specs.Process, in io.Reader, out, errw io.WriteCloser) error {
-	var ours, theirs []*os.File
-	defer func() { closeFiles(ours); closeFiles(theirs) }()
-	var stdio monitor.StreamStdio
-	var stdinW *os.File
-	if in != nil {
-		rd, wr, err := os.Pipe()
-		if err != nil {
-			return err
-		}
-		stdio.Stdin, stdinW = rd, wr
-		theirs, ours = append(theirs, rd), append(ours, wr)
-	}
-	outR, outW, err := os.Pipe()
+	p, err := newSessionPipes(in != nil)
+	defer p.close()
 	if err != nil {
 		return err
 	}
-	theirs, ours = append(theirs, outW), append(ours, outR)
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	theirs, ours = append(theirs, errW), append(ours, errR)
-	stdio.Stdout, stdio.Stderr = outW, errW
+	stdinW, outR, errR := p.stdinW, p.outR, p.errR
+	stdio := monitor.StreamStdio{Stdin: p.stdin, Stdout: p.stdout, Stderr: p.stderr}
 
 	es, err := mon.ExecStream(ctx, monitor.StreamExecRequest{ContainerID: id, Process: proc, Stdin: in != nil}, stdio)
 	if err != nil {
 		return err
 	}
 	defer es.Close()
-	closeFiles(theirs) // the monitor has its own copies now
-	theirs = nil
+	p.handedOver() // the monitor has its own copies now
 
 	var copiers sync.WaitGroup
 	copyOut := func(dst io.Writer, src *os.File) {
@@ -322,37 +305,20 @@ func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var ours, theirs []*os.File
-	defer func() { closeFiles(ours); closeFiles(theirs) }()
-	var stdio monitor.AttachStdio
-	var stdinW *os.File
-	if in != nil {
-		rd, wr, err := os.Pipe()
-		if err != nil {
-			return err
-		}
-		stdio.Stdin, stdinW = rd, wr
-		theirs, ours = append(theirs, rd), append(ours, wr)
-	}
-	outR, outW, err := os.Pipe()
+	p, err := newSessionPipes(in != nil)
+	defer p.close()
 	if err != nil {
 		return err
 	}
-	theirs, ours = append(theirs, outW), append(ours, outR)
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	theirs, ours = append(theirs, errW), append(ours, errR)
-	stdio.Stdout, stdio.Stderr = outW, errW
+	stdinW, outR, errR := p.stdinW, p.outR, p.errR
+	stdio := monitor.AttachStdio{Stdin: p.stdin, Stdout: p.stdout, Stderr: p.stderr}
 
 	as, err := mon.Attach(sctx, monitor.AttachRequest{ContainerID: c.ID, Stdin: in != nil}, stdio)
 	if err != nil {
 		return err
 	}
 	defer as.Close()
-	closeFiles(theirs) // the monitor has its own copies now
-	theirs = nil
+	p.handedOver() // the monitor has its own copies now
 
 	var copiers sync.WaitGroup
 	copyOut := func(dst io.Writer, src *os.File) {
@@ -430,6 +396,54 @@ type nopWriteCloser struct{ io.Writer }
 func (nopWriteCloser) Close() error { return nil }
 
 func nopCloser(w io.Writer) io.Writer { return nopWriteCloser{w} }
+
+// sessionPipes is the pipes of a non-tty exec or attach session: the
+// monitor gets the session's ends (stdin's read end, the write ends of
+// stdout and stderr), the daemon keeps the others to copy the client's
+// streams through.
+type sessionPipes struct {
+	stdin, stdout, stderr *os.File // the monitor's ends; stdin nil without one
+	stdinW, outR, errR    *os.File // the daemon's
+	ours, theirs          []*os.File
+}
+
+// newSessionPipes makes the pipes, with one for stdin if withStdin. Close
+// the result even when it fails: what was made is closed then.
+func newSessionPipes(withStdin bool) (*sessionPipes, error) {
+	p := &sessionPipes{}
+	if withStdin {
+		rd, wr, err := os.Pipe()
+		if err != nil {
+			return p, err
+		}
+		p.stdin, p.stdinW = rd, wr
+		p.theirs, p.ours = append(p.theirs, rd), append(p.ours, wr)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return p, err
+	}
+	p.theirs, p.ours = append(p.theirs, outW), append(p.ours, outR)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return p, err
+	}
+	p.theirs, p.ours = append(p.theirs, errW), append(p.ours, errR)
+	p.stdout, p.stderr, p.outR, p.errR = outW, errW, outR, errR
+	return p, nil
+}
+
+// handedOver closes the monitor's ends once it holds its own copies.
+func (p *sessionPipes) handedOver() {
+	closeFiles(p.theirs)
+	p.theirs = nil
+}
+
+// close closes every pipe end still open.
+func (p *sessionPipes) close() {
+	closeFiles(p.ours)
+	closeFiles(p.theirs)
+}
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {
