@@ -18,6 +18,7 @@ import (
 
 	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/lockmap"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/oci"
 	"github.com/pod-shim/pod-shim/pkg/runtime"
@@ -66,7 +67,7 @@ type Manager struct {
 
 	mu    sync.Mutex
 	names map[string]string
-	locks map[string]*sync.Mutex
+	locks lockmap.Map
 
 	cdiOnce sync.Once
 	cdi     *cdi.Cache
@@ -78,7 +79,7 @@ func New(opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	m := &Manager{opts: opts, log: opts.Logger, names: map[string]string{}, locks: map[string]*sync.Mutex{}}
+	m := &Manager{opts: opts, log: opts.Logger, names: map[string]string{}}
 	if data, err := os.ReadFile("/proc/self/oom_score_adj"); err == nil {
 		m.minOOM, _ = strconv.Atoi(strings.TrimSpace(string(data)))
 	}
@@ -123,30 +124,11 @@ func reservedName(c *Config, sb *sandbox.Sandbox) string {
 	return fmt.Sprintf("%s_%s_%s_%s_%d", c.Name, sb.Config.Name, sb.Config.Namespace, sb.Config.UID, c.Attempt)
 }
 
-func (m *Manager) lock(id string) func() {
-	m.mu.Lock()
-	l, ok := m.locks[id]
-	if !ok {
-		l = &sync.Mutex{}
-		m.locks[id] = l
-	}
-	m.mu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
-
 func (m *Manager) save(c *Container) error { return m.opts.DB.Put(bucket, c.ID, c) }
 
 func (m *Manager) load(idOrPrefix string) (*Container, error) {
-	id, err := m.opts.DB.Resolve(bucket, idOrPrefix)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
-		}
-		return nil, err
-	}
 	var c Container
-	if err := m.opts.DB.Get(bucket, id, &c); err != nil {
+	if err := m.opts.DB.GetByPrefix(bucket, idOrPrefix, &c); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
 		}
@@ -199,7 +181,7 @@ func (m *Manager) Get(idOrPrefix string) (*Container, error) {
 		return nil, err
 	}
 	if m.refresh(c) {
-		unlock := m.lock(c.ID)
+		unlock := m.locks.Lock(c.ID)
 		err := m.save(c)
 		unlock()
 		if err != nil {
@@ -322,7 +304,7 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 	}
 	m.names[name] = c.ID
 	m.mu.Unlock()
-	defer m.lock(c.ID)()
+	defer m.locks.Lock(c.ID)()
 	if m.opts.Hooks != nil {
 		defer m.opts.Hooks.BeginCreate()()
 	}
@@ -463,7 +445,7 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 	if err != nil {
 		return err
 	}
-	defer m.lock(c.ID)()
+	defer m.locks.Lock(c.ID)()
 	if c, err = m.load(c.ID); err != nil {
 		return err
 	}
@@ -546,7 +528,7 @@ func (m *Manager) Stop(ctx context.Context, idOrPrefix string, timeout time.Dura
 	if err != nil {
 		return err
 	}
-	defer m.lock(c.ID)()
+	defer m.locks.Lock(c.ID)()
 	return m.stop(ctx, c, timeout)
 }
 
@@ -625,7 +607,7 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	if err != nil {
 		return err
 	}
-	defer m.lock(c.ID)()
+	defer m.locks.Lock(c.ID)()
 	if err := m.stop(ctx, c, 0); err != nil {
 		return err
 	}
@@ -646,9 +628,7 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 		}
 		m.mu.Unlock()
 	}
-	m.mu.Lock()
-	delete(m.locks, c.ID)
-	m.mu.Unlock()
+	m.locks.Delete(c.ID)
 	return nil
 }
 

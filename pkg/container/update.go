@@ -23,7 +23,7 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 	if err != nil {
 		return err
 	}
-	defer m.lock(c.ID)()
+	defer m.locks.Lock(c.ID)()
 	if c, err = m.load(c.ID); err != nil {
 		return err
 	}

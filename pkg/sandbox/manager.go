@@ -17,6 +17,7 @@ import (
 
 	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/lockmap"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/runtime"
@@ -57,7 +58,7 @@ type Manager struct {
 	mu       sync.Mutex
 	names    map[string]string // reserved name → sandbox id
 	monitors map[string]*monitor.Client
-	locks    map[string]*sync.Mutex
+	locks    lockmap.Map
 	pending  map[string]*pendingRun // by reserved name: Runs whose client may retry
 
 	pauseOnce   sync.Once
@@ -75,7 +76,6 @@ func New(opts Options) (*Manager, error) {
 		log:      opts.Logger,
 		names:    map[string]string{},
 		monitors: map[string]*monitor.Client{},
-		locks:    map[string]*sync.Mutex{},
 		pending:  map[string]*pendingRun{},
 	}
 	all, err := store.List[Sandbox](opts.DB, bucket)
@@ -94,34 +94,14 @@ func reservedName(c Config) string {
 	return fmt.Sprintf("%s_%s_%s_%d", c.Name, c.Namespace, c.UID, c.Attempt)
 }
 
-// lock serialises operations on one sandbox without blocking the others.
-func (m *Manager) lock(id string) func() {
-	m.mu.Lock()
-	l, ok := m.locks[id]
-	if !ok {
-		l = &sync.Mutex{}
-		m.locks[id] = l
-	}
-	m.mu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
-
 // Lock holds sandbox id's lock for callers (the container manager) that must
 // not race with Stop or Remove of the same pod.
-func (m *Manager) Lock(id string) func() { return m.lock(id) }
+func (m *Manager) Lock(id string) func() { return m.locks.Lock(id) }
 
 // Get returns the sandbox with this id or unique id prefix.
 func (m *Manager) Get(idOrPrefix string) (*Sandbox, error) {
-	id, err := m.opts.DB.Resolve(bucket, idOrPrefix)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
-		}
-		return nil, err
-	}
 	var sb Sandbox
-	if err := m.opts.DB.Get(bucket, id, &sb); err != nil {
+	if err := m.opts.DB.GetByPrefix(bucket, idOrPrefix, &sb); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
 		}
@@ -242,7 +222,7 @@ func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
 	if err != nil {
 		return err
 	}
-	defer m.lock(sb.ID)()
+	defer m.locks.Lock(sb.ID)()
 	return m.stop(ctx, sb)
 }
 
@@ -322,7 +302,7 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	if err != nil {
 		return err
 	}
-	defer m.lock(sb.ID)()
+	defer m.locks.Lock(sb.ID)()
 	if err := m.stop(ctx, sb); err != nil {
 		return err
 	}
@@ -342,8 +322,8 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	if m.names[reservedName(sb.Config)] == sb.ID {
 		delete(m.names, reservedName(sb.Config))
 	}
-	delete(m.locks, sb.ID)
 	m.mu.Unlock()
+	m.locks.Delete(sb.ID)
 	return nil
 }
 

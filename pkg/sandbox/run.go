@@ -115,7 +115,7 @@ func (p *pendingRun) wait(ctx context.Context) (*Sandbox, error) {
 func (m *Manager) run(ctx context.Context, sb *Sandbox, name string) (*Sandbox, error) {
 	ctx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
-	unlock := m.lock(sb.ID)
+	unlock := m.locks.Lock(sb.ID)
 	defer unlock()
 	if m.opts.Hooks != nil {
 		defer m.opts.Hooks.BeginRun()()

@@ -118,6 +118,16 @@ func (d *DB) Get(bucket, key string, v any) error {
 	return d.View(func(t *Tx) error { return t.Get(bucket, key, v) })
 }
 
+// GetByPrefix reads into v the record of bucket whose key equals or is
+// the one key starting with idOrPrefix (see Resolve).
+func (d *DB) GetByPrefix(bucket, idOrPrefix string, v any) error {
+	id, err := d.Resolve(bucket, idOrPrefix)
+	if err != nil {
+		return err
+	}
+	return d.Get(bucket, id, v)
+}
+
 // Delete removes bucket/key in its own transaction.
 func (d *DB) Delete(bucket, key string) error {
 	return d.Update(func(t *Tx) error { return t.Delete(bucket, key) })
