@@ -149,24 +149,7 @@ func (m *metricSet) add(name string, v uint64, extra ...string) {
 }
 
 func (s *Server) podSandboxMetrics() ([]*runtimeapi.PodSandboxMetrics, error) {
-	if s.stats == nil {
-		return nil, unavailable("stats")
-	}
-	ready := sandbox.StateReady
-	sbs, err := s.sandboxes.List(sandbox.Filter{State: &ready})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*runtimeapi.PodSandboxMetrics, 0, len(sbs))
-	for _, sb := range sbs {
-		pm, err := s.sandboxMetrics(sb)
-		if err != nil {
-			s.log.Debug("pod metrics", "sandbox", sb.ID, "error", err)
-			continue
-		}
-		out = append(out, pm)
-	}
-	return out, nil
+	return perReadySandbox(s, sandbox.Filter{}, "pod metrics", s.sandboxMetrics)
 }
 
 func (s *Server) sandboxMetrics(sb *sandbox.Sandbox) (*runtimeapi.PodSandboxMetrics, error) {

@@ -50,22 +50,30 @@ func (s *Server) StreamPodSandboxStats(r *runtimeapi.StreamPodSandboxStatsReques
 }
 
 func (s *Server) listSandboxStats(f *runtimeapi.PodSandboxStatsFilter) ([]*runtimeapi.PodSandboxStats, error) {
+	return perReadySandbox(s, sandbox.Filter{ID: f.GetId(), Labels: f.GetLabelSelector()}, "pod stats", s.sandboxStats)
+}
+
+// perReadySandbox is what pod stats and pod metrics share: fn's answer for
+// every ready sandbox that matches f. A pod fn fails on (one going away
+// meanwhile) is logged as what and left out rather than failing the list.
+func perReadySandbox[T any](s *Server, f sandbox.Filter, what string, fn func(*sandbox.Sandbox) (T, error)) ([]T, error) {
 	if s.stats == nil {
 		return nil, unavailable("stats")
 	}
 	ready := sandbox.StateReady
-	sbs, err := s.sandboxes.List(sandbox.Filter{ID: f.GetId(), State: &ready, Labels: f.GetLabelSelector()})
+	f.State = &ready
+	sbs, err := s.sandboxes.List(f)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*runtimeapi.PodSandboxStats, 0, len(sbs))
+	out := make([]T, 0, len(sbs))
 	for _, sb := range sbs {
-		st, err := s.sandboxStats(sb)
+		v, err := fn(sb)
 		if err != nil {
-			s.log.Debug("pod stats", "sandbox", sb.ID, "error", err)
+			s.log.Debug(what, "sandbox", sb.ID, "error", err)
 			continue
 		}
-		out = append(out, st)
+		out = append(out, v)
 	}
 	return out, nil
 }
