@@ -142,17 +142,27 @@ var ErrUnsupported = errors.New("not supported")
 // it left behind may hold the pipes open forever.
 const outputDrain = 2 * time.Second
 
+// runningContainer is the container a session (exec or attach) goes to,
+// and its pod; a container that is not running has none.
+func (r *runtime) runningContainer(containerID string) (*container.Container, *sandbox.Sandbox, error) {
+	c, err := r.containers.Get(containerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.State != container.StateRunning {
+		return nil, nil, fmt.Errorf("container %s is %s: %w", c.ID, c.State, container.ErrState)
+	}
+	sb, err := r.sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, sb, nil
+}
+
 func (r *runtime) Exec(ctx context.Context, containerID string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	r.wg.Add(1)
 	defer r.wg.Done()
-	c, err := r.containers.Get(containerID)
-	if err != nil {
-		return err
-	}
-	if c.State != container.StateRunning {
-		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, container.ErrState)
-	}
-	sb, err := r.sandboxes.Get(c.SandboxID)
+	c, sb, err := r.runningContainer(containerID)
 	if err != nil {
 		return err
 	}
@@ -287,14 +297,7 @@ func (r *runtime) execTTY(ctx context.Context, cancel context.CancelFunc, mon *m
 func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
 	r.wg.Add(1)
 	defer r.wg.Done()
-	c, err := r.containers.Get(containerID)
-	if err != nil {
-		return err
-	}
-	if c.State != container.StateRunning {
-		return fmt.Errorf("container %s is %s: %w", c.ID, c.State, container.ErrState)
-	}
-	sb, err := r.sandboxes.Get(c.SandboxID)
+	c, sb, err := r.runningContainer(containerID)
 	if err != nil {
 		return err
 	}
