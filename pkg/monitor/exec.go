@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pod-shim/pod-shim/pkg/pipedrain"
 	"github.com/pod-shim/pod-shim/pkg/runtime"
 )
 
@@ -87,7 +88,7 @@ func (m *monitor) exec(ctx context.Context, req ExecRequest) (*ExecResult, error
 	}
 	closeChild()
 	// The exec'd process may have left children holding the pipes.
-	waitOrCut(&readers, drainTimeout, outR, errR)
+	pipedrain.Wait(&readers, drainTimeout, outR, errR)
 	outR.Close()
 	errR.Close()
 
@@ -145,24 +146,6 @@ func (m *monitor) killExec(pidFile string, done <-chan error, cancelRun context.
 	}
 	cancelRun()
 	return <-done
-}
-
-// waitOrCut waits for wg; past d it makes the pending reads on files fail.
-func waitOrCut(wg *sync.WaitGroup, d time.Duration, files ...*os.File) {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return
-	case <-time.After(d):
-	}
-	for _, f := range files {
-		f.SetReadDeadline(time.Now())
-	}
-	<-done
 }
 
 // cappedBuffer keeps the first MaxExecOutput bytes read and drops the rest,

@@ -32,6 +32,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/container"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/oci"
+	"github.com/pod-shim/pod-shim/pkg/pipedrain"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 )
 
@@ -225,7 +226,7 @@ func (r *runtime) execPipes(ctx context.Context, cancel context.CancelFunc, mon 
 		}()
 	}
 	code, werr := es.Wait(ctx)
-	waitOrCut(&copiers, outputDrain, outR, errR)
+	pipedrain.Wait(&copiers, outputDrain, outR, errR)
 	if werr != nil {
 		return werr
 	}
@@ -374,7 +375,7 @@ func (r *runtime) Attach(ctx context.Context, containerID string, in io.Reader, 
 	if werr != nil {
 		as.Close() // detach: the monitor closes the output pipes
 	}
-	waitOrCut(&copiers, outputDrain, outR, errR)
+	pipedrain.Wait(&copiers, outputDrain, outR, errR)
 	if werr != nil && sctx.Err() == nil {
 		return werr
 	}
@@ -452,22 +453,4 @@ func closeFiles(fs []*os.File) {
 	for _, f := range fs {
 		f.Close()
 	}
-}
-
-// waitOrCut waits for wg; past d it makes the pending reads on files fail.
-func waitOrCut(wg *sync.WaitGroup, d time.Duration, files ...*os.File) {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return
-	case <-time.After(d):
-	}
-	for _, f := range files {
-		f.SetReadDeadline(time.Now())
-	}
-	<-done
 }
