@@ -686,6 +686,25 @@ func (e *env) inspect(t *testing.T, id string) criStatus {
 	return s
 }
 
+// inspectIfPresent is inspect for a container the kubelet may garbage-
+// collect at any moment (dead containers of a crash loop beyond the ones it
+// keeps): gone (NotFound) is ok=false, any other error fails t.
+func (e *env) inspectIfPresent(t *testing.T, id string) (criStatus, bool) {
+	t.Helper()
+	var s criStatus
+	out, err := e.D.CrictlErr("inspect", "-o", "json", id)
+	if err != nil {
+		if strings.Contains(err.Error(), "NotFound") || strings.Contains(out, "NotFound") {
+			return s, false
+		}
+		t.Fatalf("crictl inspect %s: %v", id, err)
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("crictl inspect %s: %v", id, err)
+	}
+	return s, true
+}
+
 // crictl runs crictl against the daemon and fails t (the calling subtest,
 // not the daemon's test) on error.
 func (e *env) crictl(t *testing.T, args ...string) string {
