@@ -420,6 +420,9 @@ func (m *Manager) discard(ctx context.Context, c *Container) error {
 		if err := monitor.RemoveExit(sb.Dir, c.ID); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
+		// runc removes the container's cgroup on delete, unless its state
+		// was lost (host restart) or the runtime is gone.
+		oci.RemoveCgroup(m.opts.CgroupDriver, oci.CgroupsPath(m.opts.CgroupDriver, sb.Config.CgroupParent, c.ID))
 	}
 	if err := m.opts.Images.RemoveRootfs(c.ID, filepath.Join(c.Bundle, "rootfs")); err != nil {
 		errs = append(errs, err)

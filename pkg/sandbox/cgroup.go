@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/oci"
 )
 
 // Resources are the CPU and memory figures of a pod (the sum of its
@@ -140,22 +142,7 @@ func cgroupHierarchies() []string {
 	return hierarchiesUnder(cgroupRoot, unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC)
 }
 
-func hierarchiesUnder(root string, v2 bool) []string {
-	if v2 {
-		return []string{root}
-	}
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range entries {
-		if e.IsDir() { // DirEntry does not follow symlinks
-			out = append(out, filepath.Join(root, e.Name()))
-		}
-	}
-	return out
-}
+func hierarchiesUnder(root string, v2 bool) []string { return oci.HierarchiesUnder(root, v2) }
 
 // podCgroupDirs lists, deepest first, the directories of the pod's
 // cgroup_parent that do not exist yet in any hierarchy: the ones this pod's

@@ -20,6 +20,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/lockmap"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/oci"
 	"github.com/pod-shim/pod-shim/pkg/runtime"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
@@ -352,6 +353,9 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
 	if err := os.RemoveAll(sb.Dir); err != nil {
 		return fmt.Errorf("remove pod dir: %w", err)
 	}
+	// runc removed pause's cgroup on delete, unless its state was lost
+	// (host restart) or the runtime is gone.
+	oci.RemoveCgroup(m.opts.CgroupDriver, sb.CgroupPath)
 	m.removePodCgroups(sb)
 	return nil
 }
