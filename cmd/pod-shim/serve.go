@@ -26,7 +26,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/nri"
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 	"github.com/pod-shim/pod-shim/pkg/stats"
 	"github.com/pod-shim/pod-shim/pkg/store"
@@ -199,7 +199,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		DB: db, Network: net, Images: images, StateDir: cfg.State,
 		SandboxImage: cfg.SandboxImage, PauseBinary: cfg.PauseBinary,
 		Runtime: runtimeBin, RuntimeRoot: runtimeRoot, CgroupDriver: cfg.CgroupDriver, Executable: monitorExe, Logger: log,
-		Direct: runtime.New(runtimeBin, runtimeRoot), Handlers: handlers, Hooks: podHooks,
+		Direct: runc.New(runtimeBin, runtimeRoot), Handlers: handlers, Hooks: podHooks,
 	})
 	if err != nil {
 		return err
@@ -211,7 +211,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}
 	containers, err := container.New(container.Options{
 		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
-		CgroupDriver: cfg.CgroupDriver, Runtime: runtime.New(runtimeBin, runtimeRoot), Logger: log,
+		CgroupDriver: cfg.CgroupDriver, Runtime: runc.New(runtimeBin, runtimeRoot), Logger: log,
 		Handlers: handlers, Runtimes: runtimes, CDISpecDirs: cfg.CDISpecDirs, OnOOMKill: mx.OOMKill,
 		Hooks: ctrHooks,
 	})

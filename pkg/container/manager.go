@@ -21,7 +21,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/lockmap"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/oci"
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
@@ -40,13 +40,13 @@ type Options struct {
 	CDISpecDirs []string
 	// Runtimes are the OCI runtimes by RuntimeClass handler, for
 	// UpdateContainerResources; a handler missing here uses Runtime.
-	Runtimes map[string]*runtime.Runtime
+	Runtimes map[string]*runc.Runtime
 	// Handlers are the node's RuntimeClass handlers; nil knows only the
 	// default. RunPodSandbox and Status consult them through Handlers().
-	Handlers *runtime.Handlers
+	Handlers *runc.Handlers
 	// Runtime is used at recovery, to learn what runc knows of a
 	// container whose start the previous daemon did not finish recording.
-	Runtime *runtime.Runtime
+	Runtime *runc.Runtime
 	Logger  *slog.Logger
 	// OnOOMKill, when set, is told of a container found OOM-killed as its
 	// exit is folded in, for the daemon's metrics. Concurrent lookups may
@@ -112,7 +112,7 @@ func New(opts Options) (*Manager, error) {
 
 // Handlers returns the node's RuntimeClass handlers.
 // A nil Manager knows only the default handler.
-func (m *Manager) Handlers() *runtime.Handlers {
+func (m *Manager) Handlers() *runc.Handlers {
 	if m == nil {
 		return nil
 	}
@@ -761,7 +761,7 @@ func (m *Manager) recover(c *Container) error {
 	defer cancel()
 	st, err := settledState(ctx, rt, c.ID)
 	switch {
-	case errors.Is(err, runtime.ErrNotFound):
+	case errors.Is(err, runc.ErrNotFound):
 		c.State = StateCreated
 	case err != nil:
 		return err
@@ -780,11 +780,11 @@ func (m *Manager) recover(c *Container) error {
 // half-way through creating it): only the same answer twice, a second
 // apart, and not "created", counts. The bound keeps a broken runc from
 // holding up the daemon's start.
-func settledState(ctx context.Context, rt *runtime.Runtime, id string) (*runtime.State, error) {
+func settledState(ctx context.Context, rt *runc.Runtime, id string) (*runc.State, error) {
 	var prevStatus string
 	for i := 0; ; i++ {
 		st, err := rt.State(ctx, id)
-		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		if err != nil && !errors.Is(err, runc.ErrNotFound) {
 			return nil, err
 		}
 		status := "gone"

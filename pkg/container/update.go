@@ -8,7 +8,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/pod-shim/pod-shim/pkg/oci"
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 // UpdateResources applies new limits to a container: live through the
@@ -75,7 +75,7 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 }
 
 // runtimeOf is the OCI runtime of the container's pod (its RuntimeClass).
-func (m *Manager) runtimeOf(c *Container) (*runtime.Runtime, error) {
+func (m *Manager) runtimeOf(c *Container) (*runc.Runtime, error) {
 	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
 	if err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (m *Manager) forceDelete(ctx context.Context, c *Container) error {
 	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
 	if err == nil && sb.Config.RuntimeHandler != "" && sb.Config.RuntimeHandler != "runc" {
 		if rt, ok := m.opts.Runtimes[sb.Config.RuntimeHandler]; ok && rt != nil {
-			if err := rt.Delete(ctx, c.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			if err := rt.Delete(ctx, c.ID, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
 				return err
 			}
 			return nil

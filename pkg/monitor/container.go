@@ -12,10 +12,10 @@ import (
 	"syscall"
 	"time"
 
-	runc "github.com/containerd/go-runc"
+	gorunc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
 
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 // container is the monitor's bookkeeping for one container.
@@ -91,10 +91,10 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 		ctx, cancel = context.WithTimeout(ctx, createTimeout)
 		defer cancel()
 	}
-	opts := runtime.CreateOptions{PidFile: pidFile, LogFile: runcLog, IO: childIO, AfterStart: afterStart}
+	opts := runc.CreateOptions{PidFile: pidFile, LogFile: runcLog, IO: childIO, AfterStart: afterStart}
 	var masterc <-chan ptyMaster
 	if req.Terminal {
-		sock, err := runc.NewTempConsoleSocket()
+		sock, err := gorunc.NewTempConsoleSocket()
 		if err != nil {
 			return 0, fmt.Errorf("console socket: %w", err)
 		}
@@ -142,15 +142,15 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 	c.mu.Lock()
 	c.created = true
 	c.mu.Unlock()
-	m.reaper.watch(pid, since, func(e runc.Exit) { go m.finish(c, e) })
+	m.reaper.watch(pid, since, func(e gorunc.Exit) { go m.finish(c, e) })
 	log.Info("container created", "pid", pid, "started", req.Start, "took", time.Since(since))
 	return pid, nil
 }
 
 // setupIO opens the log and the pipes. It returns the container's side (to
 // hand to runc) and the files to close once runc holds them.
-func (m *monitor) setupIO(c *container, req CreateRequest) (runtime.IO, []*os.File, error) {
-	var io runtime.IO
+func (m *monitor) setupIO(c *container, req CreateRequest) (runc.IO, []*os.File, error) {
+	var io runc.IO
 	var ends []*os.File
 	if req.Terminal {
 		// The container's stdio is the pty slave; runc's own stdio (its
@@ -222,7 +222,7 @@ type ptyMaster struct {
 
 // receiveMaster waits, in the background, for runc to send the pty master
 // to sock. Closing sock ends the wait with an error.
-func receiveMaster(sock *runc.Socket) <-chan ptyMaster {
+func receiveMaster(sock *gorunc.Socket) <-chan ptyMaster {
 	ch := make(chan ptyMaster, 1)
 	go func() {
 		cons, err := sock.ReceiveMaster()
@@ -363,7 +363,7 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 func (m *monitor) abortCreate(c *container) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := m.rt.Delete(ctx, c.id, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+	if err := m.rt.Delete(ctx, c.id, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
 		m.log.Warn("cleanup after failed create", "container", c.id, "err", err)
 	}
 	m.drain(c)
@@ -406,7 +406,7 @@ func (m *monitor) drain(c *container) {
 
 // finish records a container's exit: only after its output is in the log, so
 // that "exited" implies the log is complete.
-func (m *monitor) finish(c *container, e runc.Exit) {
+func (m *monitor) finish(c *container, e gorunc.Exit) {
 	m.drain(c)
 	exit := &Exit{Pid: e.Pid, ExitCode: e.Status, ExitedAt: e.Timestamp.UTC()}
 	if c.oomBase >= 0 {
@@ -441,7 +441,7 @@ func (m *monitor) kill(ctx context.Context, id string, sig syscall.Signal, all b
 		return nil // nothing left to signal; spare a runc spawn
 	}
 	err := m.rt.Kill(ctx, id, sig, all)
-	if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrNotRunning) {
+	if errors.Is(err, runc.ErrNotFound) || errors.Is(err, runc.ErrNotRunning) {
 		return nil
 	}
 	return err
@@ -480,7 +480,7 @@ func (m *monitor) delete(ctx context.Context, id string) error {
 			return fmt.Errorf("delete %s: create still in progress", id)
 		}
 	}
-	if err := m.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+	if err := m.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
 		return err
 	}
 	if c == nil {
@@ -543,9 +543,9 @@ func (m *monitor) shutdown(ctx context.Context) error {
 
 func mapRuntimeErr(err error) error {
 	switch {
-	case errors.Is(err, runtime.ErrNotFound):
+	case errors.Is(err, runc.ErrNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, runtime.ErrNotRunning):
+	case errors.Is(err, runc.ErrNotRunning):
 		return fmt.Errorf("%w: %w", ErrNotRunning, err)
 	}
 	return err

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pod-shim/pod-shim/pkg/pipedrain"
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 // execKillGrace is how long runc exec gets to notice its process was killed
@@ -63,10 +63,10 @@ func (m *monitor) exec(ctx context.Context, req ExecRequest) (*ExecResult, error
 	defer cancelRun()
 	done := make(chan error, 1)
 	go func() {
-		done <- m.rt.Exec(runCtx, req.ContainerID, req.Process, runtime.ExecOptions{
+		done <- m.rt.Exec(runCtx, req.ContainerID, req.Process, runc.ExecOptions{
 			PidFile:    pidFile,
 			LogFile:    logFile,
-			IO:         runtime.IO{Stdout: outW, Stderr: errW},
+			IO:         runc.IO{Stdout: outW, Stderr: errW},
 			AfterStart: closeChild,
 		})
 	}()
@@ -104,11 +104,11 @@ func (m *monitor) exec(ctx context.Context, req ExecRequest) (*ExecResult, error
 	}
 	// runc's status is the process's only if runc got as far as starting it;
 	// before that, the status is runc's own failure.
-	if status, ok := runtime.ExitStatus(err); ok && fileExists(pidFile) {
+	if status, ok := runc.ExitStatus(err); ok && fileExists(pidFile) {
 		res.ExitCode = status
 		return res, nil
 	}
-	if msg := runtime.LastLogError(logFile); msg != "" {
+	if msg := runc.LastLogError(logFile); msg != "" {
 		err = fmt.Errorf("%w: %s", err, msg)
 	}
 	if c.exitRecord() != nil {

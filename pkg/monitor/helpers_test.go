@@ -19,7 +19,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	podruntime "github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 const runcBinary = "/usr/sbin/runc"
@@ -117,7 +117,7 @@ type testPod struct {
 	cgroup   string // cgroup parent, unique per test
 	rootfs   string
 	client   *Client
-	rt       *podruntime.Runtime
+	rt       *runc.Runtime
 }
 
 func randomHex(n int) string {
@@ -141,7 +141,7 @@ func newPod(t testing.TB) *testPod {
 		cgroup:   "pod-shim-test-" + randomHex(6),
 		rootfs:   sharedRootfs(t),
 	}
-	p.rt = podruntime.New(runcBinary, p.runcRoot)
+	p.rt = runc.New(runcBinary, p.runcRoot)
 	t.Cleanup(p.cleanupRuntime) // runs last: after the monitor is gone
 	exe, err := os.Executable()
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	podruntime "github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 func TestOutputAndExitCode(t *testing.T) {
@@ -120,7 +120,7 @@ func TestPauseRunDetachAndKill(t *testing.T) {
 	if err := p.client.Kill(ctx, id, syscall.SIGKILL, true); err != nil {
 		t.Fatalf("kill of a deleted container must succeed: %v", err)
 	}
-	if _, err := p.rt.State(ctx, id); !errors.Is(err, podruntime.ErrNotFound) {
+	if _, err := p.rt.State(ctx, id); !errors.Is(err, runc.ErrNotFound) {
 		t.Fatalf("runc state after delete: want not found, got %v", err)
 	}
 	// Wait after Delete answers from the exit file.

@@ -18,10 +18,10 @@ import (
 	"syscall"
 	"time"
 
-	runc "github.com/containerd/go-runc"
+	gorunc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
 
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 // Tunables of the monitor process.
@@ -92,12 +92,12 @@ func Main(args []string) int {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	rp := newReaper()
 	defer rp.stop()
-	runc.Monitor = rp
+	gorunc.Monitor = rp
 
 	m := &monitor{
 		id:         *id,
 		dir:        *dir,
-		rt:         runtime.New(*rtBin, *rtRoot).WithSystemdCgroup(*systemdCgroup),
+		rt:         runc.New(*rtBin, *rtRoot).WithSystemdCgroup(*systemdCgroup),
 		reaper:     rp,
 		log:        logger,
 		maxLine:    DefaultMaxLogLine,
@@ -173,7 +173,7 @@ func openMonitorLog(dir string) (*slog.Logger, func(), error) {
 type monitor struct {
 	id      string
 	dir     string
-	rt      *runtime.Runtime
+	rt      *runc.Runtime
 	reaper  *reaper
 	log     *slog.Logger
 	maxLine int

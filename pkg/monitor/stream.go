@@ -15,11 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	runc "github.com/containerd/go-runc"
+	gorunc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 // Streaming exec (kubectl exec / crictl exec -it): the daemon owns the
@@ -290,7 +290,7 @@ func (m *monitor) execStream(ctx context.Context, conn net.Conn, raw json.RawMes
 	if _, err := conn.Write([]byte("ok\n")); err != nil {
 		return
 	}
-	var stdio runtime.IO
+	var stdio runc.IO
 	if !req.Process.Terminal {
 		files, err := recvStdio(uc, req.Stdin, "exec-stdio")
 		if err != nil {
@@ -320,14 +320,14 @@ func (m *monitor) execStream(ctx context.Context, conn net.Conn, raw json.RawMes
 	pidFile, logFile := m.runPath(name+".pid"), m.runPath(name+".log")
 	defer os.Remove(pidFile)
 	defer os.Remove(logFile)
-	r := &runc.Runc{Command: m.rt.Binary(), Root: m.rt.Root(), Log: logFile, LogFormat: runc.JSON}
-	opts := &runc.ExecOpts{PidFile: pidFile}
+	r := &gorunc.Runc{Command: m.rt.Binary(), Root: m.rt.Root(), Log: logFile, LogFormat: gorunc.JSON}
+	opts := &gorunc.ExecOpts{PidFile: pidFile}
 	since := time.Now()
-	var sock *runc.Socket
+	var sock *gorunc.Socket
 	var sinceTTY time.Time
 	if req.Process.Terminal {
 		var err error
-		if sock, err = runc.NewTempConsoleSocket(); err != nil {
+		if sock, err = gorunc.NewTempConsoleSocket(); err != nil {
 			fail(err)
 			return
 		}
@@ -372,7 +372,7 @@ func (m *monitor) execStream(ctx context.Context, conn net.Conn, raw json.RawMes
 	}
 	res := streamResult{}
 	if err != nil {
-		status, ok := runtime.ExitStatus(err)
+		status, ok := runc.ExitStatus(err)
 		if !ok || !fileExists(pidFile) {
 			fail(execError(err, logFile, nil))
 			return
@@ -389,7 +389,7 @@ var errHungUp = errors.New("daemon hung up")
 
 // execTTY finishes a detached tty exec: it passes the pty master to the
 // daemon and waits for the process through the reaper.
-func (m *monitor) execTTY(ctx context.Context, uc *net.UnixConn, sock *runc.Socket, done <-chan error, pidFile string, since time.Time, hangup func()) (int, error) {
+func (m *monitor) execTTY(ctx context.Context, uc *net.UnixConn, sock *gorunc.Socket, done <-chan error, pidFile string, since time.Time, hangup func()) (int, error) {
 	type got struct {
 		master *os.File
 		err    error
@@ -421,8 +421,8 @@ func (m *monitor) execTTY(ctx context.Context, uc *net.UnixConn, sock *runc.Sock
 		g.master.Close()
 		return 0, err
 	}
-	exits := make(chan runc.Exit, 1)
-	m.reaper.watch(pid, since, func(e runc.Exit) { exits <- e })
+	exits := make(chan gorunc.Exit, 1)
+	m.reaper.watch(pid, since, func(e gorunc.Exit) { exits <- e })
 	_, _, err = uc.WriteMsgUnix([]byte{'M'}, unix.UnixRights(int(g.master.Fd())), nil)
 	g.master.Close()
 	if err == nil {
@@ -449,7 +449,7 @@ func execError(runErr error, logFile string, fallback error) error {
 	if err == nil {
 		err = fallback
 	}
-	if msg := runtime.LastLogError(logFile); msg != "" {
+	if msg := runc.LastLogError(logFile); msg != "" {
 		err = fmt.Errorf("%w: %s", err, msg)
 	}
 	return fmt.Errorf("exec: %w", err)
@@ -459,7 +459,7 @@ func execError(runErr error, logFile string, fallback error) error {
 // monitor's copies are closed once runc has started, so the daemon's read
 // ends see EOF when the process (and its children) close theirs.
 type streamIO struct {
-	io   runtime.IO
+	io   runc.IO
 	once sync.Once
 }
 

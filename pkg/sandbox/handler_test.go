@@ -3,16 +3,16 @@ package sandbox
 import (
 	"testing"
 
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 // The pod's RuntimeClass handler picks the binary and root its monitor
 // runs (and Direct deletes through). crun is plumbing only here: Debian's
 // crun 1.8 refuses cgroup v1 hybrid hosts like this one.
 func TestRuntimeOfHandler(t *testing.T) {
-	handlers := runtime.NewHandlers(runtime.Handler{Binary: "/usr/sbin/runc", Root: "/run/ps/runc"},
-		map[string]runtime.Handler{"crun": {Binary: "/usr/bin/crun", Root: "/run/ps/runtimes/crun", Options: map[string]string{"systemd_cgroup": "true"}}})
-	m := &Manager{opts: Options{Runtime: "/usr/sbin/runc", RuntimeRoot: "/run/ps/runc", Handlers: handlers, Direct: runtime.New("/usr/sbin/runc", "/run/ps/runc")}}
+	handlers := runc.NewHandlers(runc.Handler{Binary: "/usr/sbin/runc", Root: "/run/ps/runc"},
+		map[string]runc.Handler{"crun": {Binary: "/usr/bin/crun", Root: "/run/ps/runtimes/crun", Options: map[string]string{"systemd_cgroup": "true"}}})
+	m := &Manager{opts: Options{Runtime: "/usr/sbin/runc", RuntimeRoot: "/run/ps/runc", Handlers: handlers, Direct: runc.New("/usr/sbin/runc", "/run/ps/runc")}}
 	for _, tc := range []struct {
 		handler, bin, root string
 		systemd            bool

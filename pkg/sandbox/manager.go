@@ -21,7 +21,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/oci"
-	"github.com/pod-shim/pod-shim/pkg/runtime"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
 
@@ -43,10 +43,10 @@ type Options struct {
 	// Direct drives runc without the pod's monitor, to kill and delete the
 	// pause container of a pod whose monitor is dead (killed, OOM): without
 	// it such a pod's pause would outlive its removal. nil skips that.
-	Direct *runtime.Runtime
+	Direct *runc.Runtime
 	// Handlers are the RuntimeClass handlers: a pod's monitor runs its
 	// handler's runtime (see runtimeOf). nil runs every pod on Runtime.
-	Handlers *runtime.Handlers
+	Handlers *runc.Handlers
 	// Hooks are told of each pod's lifecycle (NRI); nil means none.
 	Hooks Hooks
 }
@@ -405,7 +405,7 @@ func (m *Manager) deleteWithoutMonitor(ctx context.Context, sb *Sandbox) error {
 	if direct == nil {
 		return nil
 	}
-	if err := direct.Delete(ctx, sb.ID, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+	if err := direct.Delete(ctx, sb.ID, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
 		return fmt.Errorf("delete pause without its monitor: %w", err)
 	}
 	return nil
@@ -418,7 +418,7 @@ func (m *Manager) ForceDelete(ctx context.Context, id string) error {
 	if m.opts.Direct == nil {
 		return nil
 	}
-	if err := m.opts.Direct.Delete(ctx, id, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+	if err := m.opts.Direct.Delete(ctx, id, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
 		return err
 	}
 	return nil

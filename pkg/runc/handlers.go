@@ -1,4 +1,4 @@
-package runtime
+package runc
 
 import (
 	"context"
@@ -47,9 +47,9 @@ func NewHandlers(def Handler, others map[string]Handler) *Handlers {
 	h := &Handlers{byName: map[string]Handler{}, features: map[string]Features{}}
 	def.Name = ""
 	h.byName[""] = def
-	runc := def
-	runc.Name = "runc"
-	h.byName["runc"] = runc
+	named := def
+	named.Name = "runc"
+	h.byName["runc"] = named
 	for name, o := range others {
 		o.Name = name
 		h.byName[name] = o

@@ -1,10 +1,10 @@
-// Package runtime drives one OCI runtime binary (runc) with one state root.
+// Package runc drives one OCI runtime binary (runc) with one state root.
 //
 // It is a thin layer over go-runc that gives the rest of pod-shim plain types,
 // typed "not found" errors and bounded timeouts. The pod monitor uses it for the
 // container lifecycle; the daemon uses List, State, Kill and Delete to clean up
 // after a monitor that is gone.
-package runtime
+package runc
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	runc "github.com/containerd/go-runc"
+	gorunc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -88,15 +88,15 @@ type CreateOptions struct {
 	// exits: the caller closes its copies of the child's pipe ends there.
 	AfterStart func()
 	// ConsoleSocket, for a container whose process has a terminal: runc
-	// sends the pty master there (runc.NewTempConsoleSocket) and gives the
+	// sends the pty master there (gorunc.NewTempConsoleSocket) and gives the
 	// container the slave as its stdio; IO is then only runc's own.
-	ConsoleSocket runc.ConsoleSocket
+	ConsoleSocket gorunc.ConsoleSocket
 }
 
 // Create runs `runc create`: the container exists and waits to be started.
 func (rt *Runtime) Create(ctx context.Context, id, bundle string, opts CreateOptions) error {
 	r := rt.runc(opts.LogFile)
-	err := r.Create(ctx, id, bundle, &runc.CreateOpts{
+	err := r.Create(ctx, id, bundle, &gorunc.CreateOpts{
 		IO:            &stdio{io: opts.IO, afterStart: opts.AfterStart},
 		PidFile:       opts.PidFile,
 		ConsoleSocket: opts.ConsoleSocket,
@@ -121,7 +121,7 @@ func (rt *Runtime) Run(ctx context.Context, id, bundle string, opts CreateOption
 			opts.AfterStart()
 		}
 	}()
-	_, err := r.Run(ctx, id, bundle, &runc.CreateOpts{
+	_, err := r.Run(ctx, id, bundle, &gorunc.CreateOpts{
 		IO:            &stdio{io: opts.IO},
 		PidFile:       opts.PidFile,
 		Detach:        true,
@@ -150,7 +150,7 @@ func (rt *Runtime) Start(ctx context.Context, id string) error {
 func (rt *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	if err := rt.runc("").Kill(ctx, id, int(sig), &runc.KillOpts{All: all}); err != nil {
+	if err := rt.runc("").Kill(ctx, id, int(sig), &gorunc.KillOpts{All: all}); err != nil {
 		return fmt.Errorf("runc kill %s %d: %w", id, sig, classify(err))
 	}
 	return nil
@@ -162,7 +162,7 @@ func (rt *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal, all 
 func (rt *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	if err := rt.runc("").Delete(ctx, id, &runc.DeleteOpts{Force: force}); err != nil {
+	if err := rt.runc("").Delete(ctx, id, &gorunc.DeleteOpts{Force: force}); err != nil {
 		return fmt.Errorf("runc delete %s: %w", id, classify(err))
 	}
 	return nil
@@ -182,7 +182,7 @@ type ExecOptions struct {
 // Exec runs process in the container and waits for it. A process that exits
 // non-zero yields an error for which ExitStatus reports the code.
 func (rt *Runtime) Exec(ctx context.Context, id string, process specs.Process, opts ExecOptions) error {
-	err := rt.runc("").Exec(ctx, id, process, &runc.ExecOpts{
+	err := rt.runc("").Exec(ctx, id, process, &gorunc.ExecOpts{
 		IO:      &stdio{io: opts.IO, afterStart: opts.AfterStart},
 		PidFile: opts.PidFile,
 		LogFile: opts.LogFile,
@@ -196,7 +196,7 @@ func (rt *Runtime) Exec(ctx context.Context, id string, process specs.Process, o
 // ExitStatus reports the exit status carried by an error from Exec, Create or
 // Run when runc (or the exec'd process) exited non-zero.
 func ExitStatus(err error) (int, bool) {
-	var ee *runc.ExitError
+	var ee *gorunc.ExitError
 	if errors.As(err, &ee) {
 		return ee.Status, true
 	}
@@ -239,15 +239,15 @@ func (rt *Runtime) List(ctx context.Context) ([]State, error) {
 	return out, nil
 }
 
-func toState(c *runc.Container) State {
+func toState(c *gorunc.Container) State {
 	return State{ID: c.ID, Pid: c.Pid, Status: c.Status, Bundle: c.Bundle, Created: c.Created}
 }
 
-func (rt *Runtime) runc(logFile string) *runc.Runc {
-	r := &runc.Runc{Command: rt.binary, Root: rt.root, SystemdCgroup: rt.systemdCgroup}
+func (rt *Runtime) runc(logFile string) *gorunc.Runc {
+	r := &gorunc.Runc{Command: rt.binary, Root: rt.root, SystemdCgroup: rt.systemdCgroup}
 	if logFile != "" {
 		r.Log = logFile
-		r.LogFormat = runc.JSON
+		r.LogFormat = gorunc.JSON
 	}
 	return r
 }
