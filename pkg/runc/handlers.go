@@ -2,9 +2,6 @@ package runc
 
 import (
 	"context"
-	"encoding/json"
-	"os/exec"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -94,23 +91,9 @@ func (h *Handlers) Features(ctx context.Context, name string) Features {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, x.Binary, "features").Output()
-	f := parseFeatures(out)
+	f, err := ReadFeatures(ctx, x.Binary)
 	if err == nil {
 		h.features[x.Binary] = f
 	}
 	return f
-}
-
-// parseFeatures reads the OCI runtime features document. User namespaces
-// are reported off: pod-shim does not map ids (runc 1.1 has no idmapped
-// mounts either).
-func parseFeatures(data []byte) Features {
-	var doc struct {
-		MountOptions []string `json:"mountOptions"`
-	}
-	if json.Unmarshal(data, &doc) != nil {
-		return Features{}
-	}
-	return Features{RecursiveReadOnlyMounts: slices.Contains(doc.MountOptions, "rro")}
 }
