@@ -1,34 +1,97 @@
-// Package lockmap holds one mutex per key, so that operations on one
+// Package lockmap holds one lock per key, so that operations on one
 // sandbox or container are serialised without blocking the others.
+//
+// Entries are reference-counted: an entry lives while someone holds or
+// waits on it, and goes away with the last of them. So there is never a
+// second lock for a key while the first is held or awaited, and the map
+// does not grow with every ID the daemon ever saw.
 package lockmap
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
-// Map is a set of mutexes by key, made on first use. The zero Map is ready.
+// Map is a set of locks by key. The zero Map is ready.
 type Map struct {
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks map[string]*entry
 }
 
-// Lock holds key's mutex and returns the function that releases it.
+type entry struct {
+	// held has room for one token: whoever put it there holds the lock.
+	// A channel rather than a sync.Mutex so that waiting honours a context.
+	held chan struct{}
+	// refs counts holders and waiters; guarded by Map.mu.
+	refs int
+}
+
+// LockContext waits for key's lock, or for ctx to end, and returns the
+// function that releases it. Calling unlock more than once releases it once.
+func (m *Map) LockContext(ctx context.Context, key string) (unlock func(), err error) {
+	e := m.acquire(key)
+	// A done context wins over a free lock, so a cancelled caller never
+	// goes on to act.
+	if err := ctx.Err(); err != nil {
+		m.release(key, e)
+		return nil, err
+	}
+	select {
+	case e.held <- struct{}{}:
+	case <-ctx.Done():
+		m.release(key, e)
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-e.held
+			m.release(key, e)
+		})
+	}, nil
+}
+
+// Lock is LockContext for callers that have no context to honour: it
+// waits as long as it takes.
 func (m *Map) Lock(key string) (unlock func()) {
+	unlock, _ = m.LockContext(context.Background(), key)
+	return unlock
+}
+
+// Delete does nothing: an entry goes away with its last holder or waiter.
+// Forgetting a key while someone waited on it used to hand that waiter and
+// the next caller two different locks for one key.
+//
+// Deprecated: drop the call; kept until pkg/sandbox no longer makes it.
+func (m *Map) Delete(key string) {}
+
+func (m *Map) acquire(key string) *entry {
 	m.mu.Lock()
-	l, ok := m.locks[key]
+	defer m.mu.Unlock()
+	e, ok := m.locks[key]
 	if !ok {
 		if m.locks == nil {
-			m.locks = map[string]*sync.Mutex{}
+			m.locks = map[string]*entry{}
 		}
-		l = &sync.Mutex{}
-		m.locks[key] = l
+		e = &entry{held: make(chan struct{}, 1)}
+		m.locks[key] = e
 	}
-	m.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	e.refs++
+	return e
 }
 
-// Delete forgets key's mutex, once what it guarded is gone.
-func (m *Map) Delete(key string) {
+func (m *Map) release(key string, e *entry) {
 	m.mu.Lock()
-	delete(m.locks, key)
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	e.refs--
+	if e.refs == 0 {
+		delete(m.locks, key)
+	}
+}
+
+// Len is the number of keys held or awaited.
+func (m *Map) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.locks)
 }
