@@ -358,6 +358,9 @@ func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox
 		return fmt.Errorf("prepare rootfs: %w", err)
 	}
 	c.Rootfs = root
+	if err := idmapRootfs(root, sb); err != nil {
+		return err
+	}
 	failpoint.Hit("container-create-after-rootfs")
 	in := specInput{
 		ID: c.ID, Config: &c.Config, Sandbox: sb, Image: img, Rootfs: root,

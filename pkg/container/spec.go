@@ -105,6 +105,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		return nil, err
 	}
 	joinPod(s, c.Security, sb)
+	applyUserNS(s, c, sb, in.ImageVolumes)
 	if c.Security.PIDMode == sandbox.ModeTarget {
 		if in.TargetPID <= 0 {
 			return nil, fmt.Errorf("pid namespace target %q is not a running container: %w", c.Security.TargetID, ErrInvalid)

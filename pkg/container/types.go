@@ -7,6 +7,8 @@ import (
 	"errors"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 )
 
@@ -38,6 +40,11 @@ type Mount struct {
 	// ImageRef is the image volume's image id, resolved at create: status
 	// reports it as the mount's image_ref (the id PullImage returned).
 	ImageRef string
+	// UIDMappings and GIDMappings make the mount idmapped (the kubelet
+	// sets the pod's user namespace mappings on a hostUsers: false pod's
+	// volumes); see userns.go.
+	UIDMappings []specs.LinuxIDMapping `json:",omitempty"`
+	GIDMappings []specs.LinuxIDMapping `json:",omitempty"`
 }
 
 // Device is a host device made available in the container.

@@ -61,6 +61,8 @@ func containerConfig(c *runtimeapi.ContainerConfig) container.Config {
 			Propagation:       container.Propagation(m.GetPropagation()),
 			Image:             m.GetImage().GetImage(),
 			ImageSubPath:      m.GetImageSubPath(),
+			UIDMappings:       idMappings(m.GetUidMappings()),
+			GIDMappings:       idMappings(m.GetGidMappings()),
 		})
 	}
 	for _, d := range c.GetCDIDevices() {

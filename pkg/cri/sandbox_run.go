@@ -53,6 +53,7 @@ func sandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) sandbox.Confi
 			PID:     sandbox.NamespaceMode(ns.GetPid()),
 			IPC:     sandbox.NamespaceMode(ns.GetIpc()),
 		}
+		out.UserNS = userNS(ns.GetUsernsOptions())
 	}
 	for _, pm := range c.GetPortMappings() {
 		out.PortMappings = append(out.PortMappings, network.PortMapping{

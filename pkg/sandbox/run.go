@@ -30,6 +30,9 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
+	if err := m.requireFeatures(ctx, cfg); err != nil {
+		return nil, err
+	}
 	name := reservedName(cfg)
 	sb := &Sandbox{
 		ID:        store.NewID(),
@@ -238,6 +241,9 @@ func retryFor(ctx context.Context, d time.Duration, f func() error) error {
 }
 
 func (m *Manager) create(ctx context.Context, sb *Sandbox) error {
+	if sb.Config.PodUserNS() {
+		return m.createInUserNS(ctx, sb)
+	}
 	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
 		return fmt.Errorf("create pod dir: %w", err)
 	}
@@ -422,6 +428,7 @@ func (m *Manager) pauseSpec(sb *Sandbox, rootfs string, args []string) *specs.Sp
 	if len(sb.Config.Sysctls) > 0 {
 		s.Linux.Sysctl = sb.Config.Sysctls
 	}
+	userNSPauseSpec(s, sb)
 	return s
 }
 
@@ -520,6 +527,9 @@ func validate(c Config) error {
 	}
 	if strings.ContainsAny(c.Name+c.Namespace+c.UID, "/\x00") {
 		return fmt.Errorf("metadata contains '/' or NUL: %w", ErrInvalid)
+	}
+	if err := validateUserNS(c); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInvalid)
 	}
 	for k, v := range c.Sysctls {
 		if err := validateSysctl(k, v, c.Namespaces); err != nil {

@@ -55,6 +55,7 @@ type Config struct {
 	Resources      *Resources // the sum of the containers', for the pod cgroup
 	Overhead       *Resources // the runtime class's pod overhead
 	Namespaces     Namespaces
+	UserNS         *UserNS `json:",omitempty"`
 	Sysctls        map[string]string
 	Privileged     bool
 	RuntimeHandler string

@@ -1,0 +1,215 @@
+package container
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/oci"
+	"github.com/pod-shim/pod-shim/pkg/sandbox"
+)
+
+// applyUserNS puts a container of a pod with its own user namespace into
+// that namespace (held by pause) and idmaps the mounts the runtime makes
+// for it with the pod's mappings, so that files owned by root on the host
+// are owned by the container's root inside, and what it writes there is
+// owned on the host by the ids it has inside. CRI mounts are idmapped when
+// they carry mappings (the kubelet sets them on every volume of a
+// hostUsers: false pod), whatever the pod: that is the CRI's contract.
+func applyUserNS(s *specs.Spec, c *Config, sb *sandbox.Sandbox, imageVolumes map[string]string) {
+	byDest := map[string]Mount{}
+	for _, m := range c.Mounts {
+		byDest[filepath.Clean(m.ContainerPath)] = m
+	}
+	podUserNS := sb.Config.PodUserNS()
+	runtimeMade := func(m specs.Mount) bool {
+		switch m.Source {
+		case sb.HostnamePath(), sb.HostsPath(), sb.ResolvConfPath(), sb.ShmPath():
+			return true
+		}
+		for _, src := range imageVolumes {
+			if m.Source == src || strings.HasPrefix(m.Source, src+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if m.Type != "bind" {
+			continue
+		}
+		if cm, ok := byDest[filepath.Clean(m.Destination)]; ok && cm.Image == "" {
+			if len(cm.UIDMappings) > 0 || len(cm.GIDMappings) > 0 {
+				m.UIDMappings, m.GIDMappings = cm.UIDMappings, cm.GIDMappings
+			}
+			continue
+		}
+		if podUserNS && runtimeMade(*m) {
+			m.UIDMappings = append([]specs.LinuxIDMapping(nil), sb.Config.UserNS.UIDs...)
+			m.GIDMappings = append([]specs.LinuxIDMapping(nil), sb.Config.UserNS.GIDs...)
+		}
+	}
+	if !podUserNS {
+		return
+	}
+	oci.SetNamespace(s, specs.UserNamespace, fmt.Sprintf("/proc/%d/ns/user", sb.PausePID))
+	s.Linux.UIDMappings = append([]specs.LinuxIDMapping(nil), sb.Config.UserNS.UIDs...)
+	s.Linux.GIDMappings = append([]specs.LinuxIDMapping(nil), sb.Config.UserNS.GIDs...)
+}
+
+// idmapRootfs remounts the container's overlay rootfs over idmapped copies
+// of its layers, mapped by the pod's user namespace: the image's
+// root-owned files are then the container's root's, and what it writes
+// lands in its writable layer with the ids it has inside, with no chown of
+// any layer. overlayfs itself cannot be idmapped, but its layers can be
+// (kernel >= 5.19); containerd builds its userns rootfs the same way. The
+// idmapped layer mounts are needed only while the overlay is mounted (it
+// keeps private clones), so none is left behind. A kernel or filesystem
+// that cannot idmap fails the container: running it with the image owned
+// by nobody would break it in ways far harder to trace.
+func idmapRootfs(rootfs string, sb *sandbox.Sandbox) error {
+	if !sb.Config.PodUserNS() {
+		return nil
+	}
+	userns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", sb.PausePID))
+	if err != nil {
+		return fmt.Errorf("the pod's user namespace: %w", err)
+	}
+	defer userns.Close()
+	lower, upper, work, extra, err := overlayLayers(rootfs)
+	if err != nil {
+		return err
+	}
+	bundle := filepath.Dir(rootfs)
+	tmp := filepath.Join(bundle, "idmap")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	var mounted []string
+	defer func() {
+		for _, m := range mounted {
+			_ = unix.Unmount(m, unix.MNT_DETACH)
+		}
+		_ = os.RemoveAll(tmp)
+	}()
+	idmapAt := func(src, name string) (string, error) {
+		dst := filepath.Join(tmp, name)
+		if err := os.Mkdir(dst, 0o700); err != nil {
+			return "", err
+		}
+		if err := idmapMount(src, dst, int(userns.Fd())); err != nil {
+			return "", fmt.Errorf("idmap the rootfs for the pod's user namespace (overlayfs on idmapped layers needs kernel >= 5.19): %w", err)
+		}
+		mounted = append(mounted, dst)
+		return dst, nil
+	}
+	var lowers []string
+	for i, l := range lower {
+		p, err := idmapAt(l, strconv.Itoa(i))
+		if err != nil {
+			return err
+		}
+		lowers = append(lowers, p)
+	}
+	// The writable layer stays as it is: overlayfs works in it with the
+	// daemon's credentials, which an idmapping of the pod's range cannot
+	// map. Its root, new and empty, belongs to the pod's root, so that the
+	// container's root owns its /; what the container writes is stored
+	// with its host ids, and copy-up keeps them consistent with the
+	// idmapped layers below.
+	rootUID, rootGID := hostID(sb.Config.UserNS.UIDs, 0), hostID(sb.Config.UserNS.GIDs, 0)
+	if err := os.Lchown(upper, int(rootUID), int(rootGID)); err != nil {
+		return fmt.Errorf("give the writable layer to the pod's root: %w", err)
+	}
+	data := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work + extra
+	if err := unix.Unmount(rootfs, 0); err != nil {
+		return fmt.Errorf("unmount the rootfs to idmap it: %w", err)
+	}
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, data); err != nil {
+		return fmt.Errorf("mount the rootfs on idmapped layers (overlayfs on idmapped layers needs kernel >= 5.19): %w", err)
+	}
+	// runc sets up the rootfs as the pod's root, an unprivileged id on
+	// the host, which must be able to reach it (containerd gives its
+	// bundles the same access): the bundle and the state dir's containers
+	// dir, both the daemon's own, become traversable (their names are 64
+	// random hex digits). The rootfs itself is the image's / and keeps
+	// its mode.
+	for _, dir := range []string{filepath.Dir(bundle), bundle} {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostID is the host id container id maps to.
+func hostID(m []specs.LinuxIDMapping, id uint32) uint32 {
+	for _, x := range m {
+		if id >= x.ContainerID && uint64(id) < uint64(x.ContainerID)+uint64(x.Size) {
+			return x.HostID + (id - x.ContainerID)
+		}
+	}
+	return 65534
+}
+
+// overlayLayers reads the layers of the overlay mounted at target from
+// mountinfo, with the options that must carry over to its remount.
+func overlayLayers(target string) (lower []string, upper, work, extra string, err error) {
+	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
+	if err != nil {
+		return nil, "", "", "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	if len(mounts) == 0 || mounts[len(mounts)-1].FSType != "overlay" {
+		return nil, "", "", "", fmt.Errorf("rootfs %s is not an overlay mount", target)
+	}
+	for _, o := range strings.Split(mounts[len(mounts)-1].VFSOptions, ",") {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "lowerdir":
+			lower = strings.Split(v, ":")
+		case "upperdir":
+			upper = v
+		case "workdir":
+			work = v
+		case "index", "metacopy", "redirect_dir", "xino":
+			extra += "," + o
+		}
+	}
+	switch {
+	case len(lower) == 0 || upper == "" || work == "":
+		return nil, "", "", "", fmt.Errorf("rootfs %s: overlay without lower, upper and work dirs", target)
+	case filepath.Dir(upper) != filepath.Dir(work):
+		return nil, "", "", "", fmt.Errorf("rootfs %s: upper and work dirs in different places", target)
+	}
+	for _, l := range lower {
+		if strings.HasPrefix(l, "/proc/") {
+			return nil, "", "", "", fmt.Errorf("rootfs %s: an image with this many layers cannot be idmapped (its overlay names layers by file descriptor)", target)
+		}
+	}
+	return lower, upper, work, extra, nil
+}
+
+// idmapMount mounts an idmapped bind of path at dst.
+func idmapMount(path, dst string, usernsFd int) error {
+	tree, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("open_tree %s: %w", path, err)
+	}
+	defer unix.Close(tree)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(usernsFd)}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("mount_setattr idmap %s: %w", path, err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount %s: %w", dst, err)
+	}
+	return nil
+}
