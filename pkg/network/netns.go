@@ -130,3 +130,10 @@ func isNetNS(path string) bool {
 	}
 	return st.Type == unix.NSFS_MAGIC
 }
+
+// CreateNetNS is NewNetNS, as a method so the sandbox manager can take the
+// network as one interface (and tests can replace it without root).
+func (m *Manager) CreateNetNS(dir, name string) (string, error) { return NewNetNS(dir, name) }
+
+// RemoveNetNS is the package's RemoveNetNS, as a method for the same reason.
+func (m *Manager) RemoveNetNS(path string) error { return RemoveNetNS(path) }

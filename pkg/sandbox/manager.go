@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pod-shim/pod-shim/pkg/failpoint"
-	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/lockmap"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
@@ -30,8 +29,8 @@ const bucket = "sandboxes"
 // Options wire a Manager to the rest of the daemon.
 type Options struct {
 	DB           *store.DB
-	Network      *network.Manager
-	Images       *image.Store
+	Network      Network
+	Images       Images // nil: every pod runs the built-in pause
 	StateDir     string // e.g. /run/pod-shim
 	SandboxImage string
 	PauseBinary  string // built-in pause, used when SandboxImage is not in the store
@@ -49,6 +48,9 @@ type Options struct {
 	Handlers *runc.Handlers
 	// Hooks are told of each pod's lifecycle (NRI); nil means none.
 	Hooks Hooks
+	// Monitors start and reconnect to pod monitors; nil means the real
+	// monitor processes.
+	Monitors Monitors
 }
 
 // Manager owns every sandbox of the node.
@@ -58,7 +60,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	names    map[string]string // reserved name → sandbox id
-	monitors map[string]*monitor.Client
+	monitors map[string]PodMonitor
 	locks    lockmap.Map
 	pending  map[string]*pendingRun // by reserved name: Runs whose client may retry
 
@@ -72,11 +74,14 @@ func New(opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Monitors == nil {
+		opts.Monitors = processMonitors{}
+	}
 	m := &Manager{
 		opts:     opts,
 		log:      opts.Logger,
 		names:    map[string]string{},
-		monitors: map[string]*monitor.Client{},
+		monitors: map[string]PodMonitor{},
 		pending:  map[string]*pendingRun{},
 	}
 	all, err := store.List[Sandbox](opts.DB, bucket)
@@ -169,8 +174,21 @@ func MatchLabels(have, want map[string]string) bool {
 }
 
 // Monitor returns the client of the pod's monitor, reconnecting after a
-// daemon restart.
+// daemon restart, for the container manager, which needs all of its calls.
 func (m *Manager) Monitor(ctx context.Context, sb *Sandbox) (*monitor.Client, error) {
+	pm, err := m.podMonitor(ctx, sb)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := pm.(*monitor.Client)
+	if !ok {
+		return nil, fmt.Errorf("monitor of sandbox %s is a %T, not a monitor process", sb.ID, pm)
+	}
+	return c, nil
+}
+
+// podMonitor returns the pod's monitor, reconnecting after a daemon restart.
+func (m *Manager) podMonitor(ctx context.Context, sb *Sandbox) (PodMonitor, error) {
 	m.mu.Lock()
 	c := m.monitors[sb.ID]
 	m.mu.Unlock()
@@ -183,7 +201,7 @@ func (m *Manager) Monitor(ctx context.Context, sb *Sandbox) (*monitor.Client, er
 		m.dropMonitor(sb.ID)
 		return nil, fmt.Errorf("monitor of sandbox %s (pid %d) is gone", sb.ID, c.Pid())
 	}
-	c, err := monitor.Connect(ctx, sb.Dir)
+	c, err := m.opts.Monitors.Connect(ctx, sb.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("monitor of sandbox %s: %w", sb.ID, err)
 	}
@@ -216,15 +234,48 @@ func (m *Manager) save(sb *Sandbox) error {
 // caller has stopped the pod's containers. Stopping a stopped or unknown pod
 // succeeds, as the kubelet expects.
 func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
-	sb, err := m.Get(idOrPrefix)
+	sb, unlock, err := m.lockAndLoad(ctx, idOrPrefix)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer m.locks.Lock(sb.ID)()
+	defer unlock()
 	return m.stop(ctx, sb)
+}
+
+// lockAndLoad is the first half of the records contract: lock the ID, then
+// load. A record loaded before taking the lock may be a pod that a
+// concurrent Remove has deleted meanwhile, or a Run has not finished
+// filling in; saving it would bring the one back and lose the other's
+// network result. The caller decides, saves and unlocks.
+func (m *Manager) lockAndLoad(ctx context.Context, idOrPrefix string) (*Sandbox, func(), error) {
+	id, err := m.opts.DB.Resolve(bucket, idOrPrefix)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, fmt.Errorf("%q: %w", idOrPrefix, ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := m.lock(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	sb, err := m.Get(id)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return sb, unlock, nil
+}
+
+// lock holds id's lock, or gives up when ctx ends first.
+func (m *Manager) lock(ctx context.Context, id string) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return m.locks.Lock(id), nil
 }
 
 func (m *Manager) stop(ctx context.Context, sb *Sandbox) error {
@@ -255,7 +306,7 @@ func (m *Manager) stopPause(ctx context.Context, sb *Sandbox) error {
 	if _, err := monitor.ReadExit(sb.Dir, sb.ID); err == nil || sb.PausePID == 0 {
 		return nil
 	}
-	c, err := m.Monitor(ctx, sb)
+	c, err := m.podMonitor(ctx, sb)
 	if err != nil {
 		// The monitor is dead but pause may well run on: kill it through
 		// runc directly. Remove deletes it the same way.
@@ -284,7 +335,7 @@ func (m *Manager) teardownNetwork(ctx context.Context, sb *Sandbox) error {
 		}
 	}
 	if sb.NetNSPath != "" {
-		if err := network.RemoveNetNS(sb.NetNSPath); err != nil {
+		if err := m.opts.Network.RemoveNetNS(sb.NetNSPath); err != nil {
 			return fmt.Errorf("remove netns: %w", err)
 		}
 	}
@@ -296,14 +347,14 @@ func (m *Manager) teardownNetwork(ctx context.Context, sb *Sandbox) error {
 // Remove stops the pod if needed and deletes everything it owns. The caller
 // has removed the pod's containers. Removing an unknown pod succeeds.
 func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
-	sb, err := m.Get(idOrPrefix)
+	sb, unlock, err := m.lockAndLoad(ctx, idOrPrefix)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer m.locks.Lock(sb.ID)()
+	defer unlock()
 	if err := m.stop(ctx, sb); err != nil {
 		return err
 	}
@@ -324,14 +375,13 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 		delete(m.names, reservedName(sb.Config))
 	}
 	m.mu.Unlock()
-	m.locks.Delete(sb.ID)
 	return nil
 }
 
 // release frees the host resources of a stopped pod: pause container,
 // monitor, mounts and the pod dir.
 func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
-	if c, err := m.Monitor(ctx, sb); err == nil {
+	if c, err := m.podMonitor(ctx, sb); err == nil {
 		if err := c.Delete(ctx, sb.ID); err != nil {
 			return fmt.Errorf("delete pause: %w", err)
 		}
@@ -342,7 +392,7 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
 		return err
 	}
 	m.dropMonitor(sb.ID)
-	if sb.PauseImage != "" {
+	if sb.PauseImage != "" && m.opts.Images != nil {
 		if err := m.opts.Images.RemoveRootfs(sb.ID, filepath.Join(sb.Dir, "pause", "rootfs")); err != nil {
 			return fmt.Errorf("remove pause rootfs: %w", err)
 		}

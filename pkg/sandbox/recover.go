@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pod-shim/pod-shim/pkg/monitor"
-	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
 
@@ -68,7 +67,7 @@ func (m *Manager) recoverFromReboot(ctx context.Context, sb *Sandbox) {
 			// Stop/Remove retry it; the pod stays NotReady meanwhile.
 			m.log.Error("release IP of a pod lost in a restart", "sandbox", sb.ID, "error", err)
 		} else {
-			_ = network.RemoveNetNS(sb.NetNSPath)
+			_ = m.opts.Network.RemoveNetNS(sb.NetNSPath)
 			sb.NetworkTornDown = true
 		}
 	}
@@ -88,7 +87,7 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 		}
 		dir := filepath.Join(pods, e.Name())
 		m.log.Info("removing an unrecorded pod dir", "dir", dir)
-		if c, err := monitor.Connect(ctx, dir); err == nil {
+		if c, err := m.opts.Monitors.Connect(ctx, dir); err == nil {
 			_ = c.Delete(ctx, e.Name())
 			_ = c.Shutdown(ctx)
 			c.Close()
@@ -109,7 +108,7 @@ func (m *Manager) sweep(ctx context.Context, known map[string]bool) {
 		}
 		path := filepath.Join(nsDir, e.Name())
 		m.log.Info("removing an unrecorded netns", "path", path)
-		if err := network.RemoveNetNS(path); err != nil {
+		if err := m.opts.Network.RemoveNetNS(path); err != nil {
 			m.log.Warn("remove unrecorded netns", "path", path, "error", err)
 		}
 	}

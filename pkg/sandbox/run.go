@@ -15,7 +15,6 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
-	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/oci"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
@@ -164,7 +163,7 @@ func (m *Manager) unreserve(name, id string) {
 // undo removes every trace of a sandbox whose Run failed or was interrupted.
 func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 	var errs []error
-	if c, err := m.Monitor(ctx, sb); err == nil {
+	if c, err := m.podMonitor(ctx, sb); err == nil {
 		// After a crash the monitor may still be running the pause
 		// container's creation the dead daemon asked for, and refuses to
 		// delete it until that ends: wait for it, or the pause would be
@@ -195,11 +194,11 @@ func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 		if err := m.opts.Network.Teardown(ctx, m.podNetwork(sb), sb.Network); err != nil {
 			errs = append(errs, err)
 		}
-		if err := network.RemoveNetNS(sb.NetNSPath); err != nil {
+		if err := m.opts.Network.RemoveNetNS(sb.NetNSPath); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if sb.PauseImage != "" {
+	if sb.PauseImage != "" && m.opts.Images != nil {
 		if err := m.opts.Images.RemoveRootfs(sb.ID, filepath.Join(sb.Dir, "pause", "rootfs")); err != nil {
 			errs = append(errs, err)
 		}
@@ -250,7 +249,7 @@ func (m *Manager) create(ctx context.Context, sb *Sandbox) error {
 	if !sb.HostNetwork() {
 		// No record update here: undo and recovery derive the path from
 		// the id, which saves a store commit (an fsync) per pod start.
-		path, err := network.NewNetNS(filepath.Dir(m.netnsPath(sb.ID)), sb.ID)
+		path, err := m.opts.Network.CreateNetNS(filepath.Dir(m.netnsPath(sb.ID)), sb.ID)
 		if err != nil {
 			return fmt.Errorf("create network namespace: %w", err)
 		}
@@ -305,7 +304,7 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	c, err := monitor.Start(ctx, monitor.StartOptions{
+	c, err := m.opts.Monitors.Start(ctx, monitor.StartOptions{
 		SandboxID:     sb.ID,
 		Dir:           sb.Dir,
 		Runtime:       rt.Binary(),
