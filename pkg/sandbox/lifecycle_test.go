@@ -4,9 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 )
+
+// The pause start path writes /etc/hosts while the CNI ADD runs beside it;
+// the pod's IP must reach the final hosts file without the two sharing
+// the record unsynchronised (run with -race).
+func TestRunWritesPodIPToHostsWithoutRace(t *testing.T) {
+	env := newTestEnv(t, nil)
+	sb := env.run(t, "web")
+	if sb.IP() != "10.88.0.7" {
+		t.Fatalf("IP = %q, want the fake network's 10.88.0.7", sb.IP())
+	}
+	hosts, err := os.ReadFile(sb.HostsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(hosts), "10.88.0.7\tweb\n") {
+		t.Fatalf("hosts = %q, want the pod's IP and name", hosts)
+	}
+	if rec := env.stored(t, sb.ID); rec == nil || rec.State != StateReady || rec.IP() != "10.88.0.7" {
+		t.Fatalf("record = %+v, want Ready with the IP", rec)
+	}
+}
 
 // Stop and Remove of one pod, at once, in every order the scheduler picks:
 // whatever Stop loaded must not outlive the Remove (the record would come

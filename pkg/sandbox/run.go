@@ -15,6 +15,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/failpoint"
 	"github.com/pod-shim/pod-shim/pkg/image"
 	"github.com/pod-shim/pod-shim/pkg/monitor"
+	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/oci"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
@@ -257,27 +258,35 @@ func (m *Manager) create(ctx context.Context, sb *Sandbox) error {
 		failpoint.Hit("sandbox-run-after-netns")
 	}
 
-	netDone := make(chan error, 1)
+	// The CNI ADD hands its result over the channel and never touches sb:
+	// the pause path reads sb (the IP for the provisional /etc/hosts)
+	// meanwhile, and the result joins the record only once both are done.
+	type setup struct {
+		res *network.Result
+		err error
+	}
+	netDone := make(chan setup, 1)
 	if sb.HostNetwork() {
-		netDone <- nil
+		netDone <- setup{}
 	} else {
+		pod := m.podNetwork(sb)
 		go func() {
-			res, err := m.opts.Network.Setup(ctx, m.podNetwork(sb))
+			res, err := m.opts.Network.Setup(ctx, pod)
 			if err == nil {
-				sb.Network = res
 				failpoint.Hit("sandbox-run-after-cni")
 			}
-			netDone <- err
+			netDone <- setup{res, err}
 		}()
 	}
 	pauseErr := m.startPause(ctx, sb)
 	if pauseErr == nil {
 		failpoint.Hit("sandbox-run-after-pause")
 	}
-	netErr := <-netDone
-	if netErr != nil {
-		return fmt.Errorf("set up pod network: %w", netErr)
+	net := <-netDone
+	if net.err != nil {
+		return fmt.Errorf("set up pod network: %w", net.err)
 	}
+	sb.Network = net.res
 	if pauseErr != nil {
 		return pauseErr
 	}
