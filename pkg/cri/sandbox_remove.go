@@ -12,7 +12,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodSa
 	if r.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is empty")
 	}
-	if err := s.containers.RemovePod(ctx, r.GetPodSandboxId()); err != nil {
+	if err := s.sandboxes.Remove(ctx, r.GetPodSandboxId()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil

@@ -12,7 +12,7 @@ func (s *Server) StopPodSandbox(ctx context.Context, r *runtimeapi.StopPodSandbo
 	if r.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id is empty")
 	}
-	if err := s.containers.StopPod(ctx, r.GetPodSandboxId()); err != nil {
+	if err := s.sandboxes.Stop(ctx, r.GetPodSandboxId()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil

@@ -87,6 +87,9 @@ func New(o Options) *Server {
 		sandboxes: o.Sandboxes, containers: o.Containers, images: o.Images,
 		network: o.Network, cgroup: o.CgroupDriver, log: o.Logger, RuntimePath: o.RuntimePath, pullTimeout: o.PullTimeout,
 	}
+	if o.Sandboxes != nil && o.Containers != nil {
+		o.Sandboxes.SetContainers(podContainers{o.Containers})
+	}
 	s.initNodeServices(o)
 	return s
 }

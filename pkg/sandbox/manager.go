@@ -63,6 +63,8 @@ type Manager struct {
 	monitors map[string]PodMonitor
 	locks    lockmap.Map
 	pending  map[string]*pendingRun // by reserved name: Runs whose client may retry
+	// containers are the pods' app containers; see SetContainers.
+	containers Containers
 
 	pauseOnce   sync.Once
 	builtinRoot string
@@ -230,9 +232,9 @@ func (m *Manager) save(sb *Sandbox) error {
 	return m.opts.DB.Put(bucket, sb.ID, sb)
 }
 
-// Stop stops the pause container and detaches the pod from the network. The
-// caller has stopped the pod's containers. Stopping a stopped or unknown pod
-// succeeds, as the kubelet expects.
+// Stop stops the pod: its containers, then the pause container, then its
+// network attachment. Stopping a stopped or unknown pod succeeds, as the
+// kubelet expects.
 func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
 	sb, unlock, err := m.lockAndLoad(ctx, idOrPrefix)
 	if errors.Is(err, ErrNotFound) {
@@ -242,6 +244,9 @@ func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
 		return err
 	}
 	defer unlock()
+	if err := m.stopContainers(ctx, sb); err != nil {
+		return err
+	}
 	return m.stop(ctx, sb)
 }
 
@@ -344,8 +349,8 @@ func (m *Manager) teardownNetwork(ctx context.Context, sb *Sandbox) error {
 	return m.save(sb)
 }
 
-// Remove stops the pod if needed and deletes everything it owns. The caller
-// has removed the pod's containers. Removing an unknown pod succeeds.
+// Remove removes the pod's containers, stops the pod if needed and deletes
+// everything it owns. Removing an unknown pod succeeds.
 func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	sb, unlock, err := m.lockAndLoad(ctx, idOrPrefix)
 	if errors.Is(err, ErrNotFound) {
@@ -355,6 +360,9 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 		return err
 	}
 	defer unlock()
+	if err := m.removeContainers(ctx, sb); err != nil {
+		return err
+	}
 	if err := m.stop(ctx, sb); err != nil {
 		return err
 	}
