@@ -14,6 +14,9 @@
 #   CRITEST_FOCUS    extra -ginkgo.focus regexp
 #   CRITEST_SKIP     extra -ginkgo.skip regexp (added to the host skips below)
 #   CRITEST_OUT      directory for reports and logs (default: kept temp dir, printed)
+#   CRITEST_RUNC     the OCI runtime binary of the default handler ([runtime] path;
+#                    default: runc in PATH). runc >= 1.2 (hack/build-runc.sh) runs
+#                    the user-namespace specs; Debian's runc 1.1.5 skips them.
 #   CRITEST_EXPECT_FAIL  file of spec names (one per line, "Hierarchy / Leaf") that
 #                    may fail; the script exits 0 only if every other spec passed.
 #
@@ -31,9 +34,9 @@
 #  5. runs critest with JUnit and JSON reports, prints a summary, cleans up.
 #
 # Host skips: none are forced with -ginkgo.skip. critest skips by itself what
-# this host cannot do: AppArmor (disabled on this kernel), user namespaces (no
-# runtime handler reports them: runc 1.1.5 has no idmapped mounts), and NRI
-# (no -nri-socket: pod-shim hosts no NRI plugins yet). Image-volume and
+# this host cannot do: AppArmor (disabled on this kernel), and user namespaces
+# when the handler's runc reports no idmapped mounts (runc 1.1.5; runc >= 1.2
+# as CRITEST_RUNC runs them). Image-volume and
 # SupplementalGroupsPolicy specs skip themselves when the runtime says it lacks
 # the feature.
 set -euo pipefail
@@ -42,7 +45,8 @@ MODE=validate
 [[ ${1:-} == -benchmark ]] && MODE=benchmark
 
 [[ $(id -u) == 0 ]] || { echo "critest.sh: needs root" >&2; exit 1; }
-for t in runc gcc iptables jq ipcmk ip curl; do
+RUNC=${CRITEST_RUNC:-runc}
+for t in "$RUNC" gcc iptables jq ipcmk ip curl; do
 	command -v "$t" >/dev/null || { echo "critest.sh: missing $t" >&2; exit 1; }
 done
 for p in bridge host-local portmap loopback; do
@@ -61,6 +65,9 @@ OUT=${CRITEST_OUT:-$WORK/out}
 # The state dir is short and separate: pod-shim puts unix sockets under
 # <state>/pods/<64-hex id>/, and sun_path holds only 107 bytes.
 STATE=$(mktemp -d /run/psct.XXXX)
+# As the daemon's own default state dir: a user-namespaced pod's root, an
+# unprivileged host uid, must be able to reach its rootfs below it.
+chmod 711 "$STATE"
 mkdir -p "$OUT" "$WORK"/{bin,root,cni,ipam}
 RAND=$((RANDOM % 200 + 20))
 for _ in $(seq 1 50); do
@@ -110,8 +117,8 @@ cleanup() {
 	done
 	[[ -n ${left:-} ]] && log "killed leftover processes:$left"
 	if [[ -d $STATE/runc ]]; then
-		for id in $(runc --root "$STATE/runc" list -q 2>/dev/null); do
-			runc --root "$STATE/runc" delete -f "$id" 2>/dev/null
+		for id in $("$RUNC" --root "$STATE/runc" list -q 2>/dev/null); do
+			"$RUNC" --root "$STATE/runc" delete -f "$id" 2>/dev/null
 			log "removed leftover runc container $id"
 		done
 	fi
@@ -219,6 +226,9 @@ log_level = 'debug'
 cgroup_driver = 'cgroupfs'
 pause_binary = '$WORK/bin/pod-shim-pause'
 
+[runtime]
+path = '$RUNC'
+
 [cni]
 conf_dir = '$WORK/cni'
 bin_dirs = ['/usr/lib/cni']
@@ -265,7 +275,7 @@ cat >"$WORK/cni/10-$BRIDGE.conflist" <<EOF
 }
 EOF
 
-log "starting pod-shim on $SOCK (bridge $BRIDGE, subnet $SUBNET)"
+log "starting pod-shim on $SOCK (bridge $BRIDGE, subnet $SUBNET, $("$RUNC" --version | head -1))"
 HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
 	"$WORK/bin/pod-shim" serve --config "$WORK/config.toml" >"$OUT/pod-shim.log" 2>&1 &
 DAEMON_PID=$!
