@@ -349,6 +349,9 @@ func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox
 			return fmt.Errorf("create log dir: %w", err)
 		}
 	}
+	if err := m.requireFeatures(ctx, c, sb); err != nil {
+		return err
+	}
 	target := filepath.Join(c.Bundle, "rootfs")
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pod-shim/pod-shim/pkg/oci"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 )
 
@@ -63,6 +65,29 @@ func applyUserNS(s *specs.Spec, c *Config, sb *sandbox.Sandbox, imageVolumes map
 	oci.SetNamespace(s, specs.UserNamespace, fmt.Sprintf("/proc/%d/ns/user", sb.PausePID))
 	s.Linux.UIDMappings = append([]specs.LinuxIDMapping(nil), sb.Config.UserNS.UIDs...)
 	s.Linux.GIDMappings = append([]specs.LinuxIDMapping(nil), sb.Config.UserNS.GIDs...)
+}
+
+// requireFeatures refuses a container asking for what its pod's handler's
+// runtime does not report (recursive read-only mounts), naming both.
+func (m *Manager) requireFeatures(ctx context.Context, c *Container, sb *sandbox.Sandbox) error {
+	need := runc.Features{}
+	for _, mnt := range c.Config.Mounts {
+		need.RecursiveReadOnlyMounts = need.RecursiveReadOnlyMounts || mnt.RecursiveReadonly
+	}
+	if need == (runc.Features{}) {
+		return nil
+	}
+	h := m.opts.Handlers
+	if h == nil {
+		if m.opts.Runtime == nil {
+			return fmt.Errorf("no runtime to ask for recursive read-only mounts: %w", ErrInvalid)
+		}
+		h = runc.NewHandlers(runc.Handler{Binary: m.opts.Runtime.Binary()}, nil)
+	}
+	if err := h.Require(ctx, sb.Config.RuntimeHandler, need); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInvalid)
+	}
+	return nil
 }
 
 // idmapRootfs remounts the container's overlay rootfs over idmapped copies

@@ -48,7 +48,15 @@ func TestUserNamespaces(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(aux) })
 	runcRoot := filepath.Join(aux, "runc-root")
-	config := fmt.Sprintf("[runtimes.runc-new]\npath = %q\nroot = %q\n", runcNew, runcRoot)
+	// A runc whose features document lists no rro, to see a container
+	// asking for it refused.
+	noRRO := filepath.Join(aux, "runc-no-rro")
+	script := "#!/bin/sh\nif [ \"$1\" = features ]; then echo '{\"mountOptions\":[\"ro\"]}'; exit 0; fi\nexec /usr/sbin/runc \"$@\"\n"
+	if err := os.WriteFile(noRRO, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noRRORoot := filepath.Join(aux, "no-rro-root")
+	config := fmt.Sprintf("[runtimes.runc-new]\npath = %q\nroot = %q\n\n[runtimes.no-rro]\npath = %q\nroot = %q\n", runcNew, runcRoot, noRRO, noRRORoot)
 	// The default handler is Debian's runc 1.1, whatever runc PATH finds.
 	d := harness.Start(t, harness.Options{
 		Tag: "usr", Namespace: "e2e", Labels: map[string]string{"e2e": "pod-shim"},
@@ -59,7 +67,7 @@ func TestUserNamespaces(t *testing.T) {
 	if err := os.Chmod(d.Base, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cleanRuncRoot(runcRoot) })
+	t.Cleanup(func() { cleanRuncRoot(runcRoot); cleanRuncRoot(noRRORoot) })
 	_, ref := registry(t)
 	d.Crictl("pull", ref)
 	rs, _ := d.Client()
@@ -117,6 +125,32 @@ func TestUserNamespaces(t *testing.T) {
 		}
 	})
 
+	t.Run("RecursiveReadOnlyRefused", func(t *testing.T) {
+		pc := &cri.PodSandboxConfig{
+			Metadata:     &cri.PodSandboxMetadata{Name: "no-rro", Namespace: "userns", Uid: harness.RandHex(16)},
+			LogDirectory: filepath.Join(d.LogDir, "no-rro"),
+		}
+		r, err := rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: pc, RuntimeHandler: "no-rro"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.RecordPod(r.PodSandboxId)
+		cc := &cri.ContainerConfig{
+			Metadata: &cri.ContainerMetadata{Name: "rro"}, Image: &cri.ImageSpec{Image: ref}, Command: []string{"true"},
+			Mounts: []*cri.Mount{{ContainerPath: "/rro", HostPath: aux, Readonly: true, RecursiveReadOnly: true}},
+		}
+		_, err = rs.CreateContainer(ctx(t), &cri.CreateContainerRequest{PodSandboxId: r.PodSandboxId, Config: cc, SandboxConfig: pc})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"no-rro"`) || !strings.Contains(err.Error(), "recursive read-only") {
+			t.Errorf("rro on a handler without it: %v", err)
+		}
+		if err := d.StopPod(r.PodSandboxId); err != nil {
+			t.Error(err)
+		}
+		if err := d.RemovePod(r.PodSandboxId); err != nil {
+			t.Error(err)
+		}
+	})
+
 	// Host dirs for the volumes: one idmapped (the kubelet's emptyDir), one
 	// host-owned bind without mappings, read-only.
 	vol := filepath.Join(aux, "vol")
@@ -137,7 +171,7 @@ func TestUserNamespaces(t *testing.T) {
 	podID := r.PodSandboxId
 	d.RecordPod(podID)
 
-	script := `cat /proc/self/uid_map; echo uid=$(id -u) gid=$(id -g)
+	script = `cat /proc/self/uid_map; echo uid=$(id -u) gid=$(id -g)
 echo written > /vol/by-root && echo vol-ok
 stat -c 'rootfs=%u:%g' /bin/busybox
 stat -c 'hosts=%u:%g' /etc/hosts
