@@ -8,12 +8,19 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // DefaultMaxLogLine is the longest record the CRI log gets; longer lines are
 // split into partial (P) records, as the kubelet expects (it uses 16 KiB too).
 const DefaultMaxLogLine = 16 * 1024
+
+// Bounds of --max-log-line, as of max_container_log_line_size.
+const (
+	minMaxLogLine = 1024
+	maxMaxLogLine = 1 << 20
+)
 
 const (
 	streamStdout = "stdout"
@@ -43,9 +50,25 @@ func openLogFile(path string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	// The log dir is the kubelet's, but the file name may already exist
+	// (a restart, a reopen after rotation), and a symlink planted there
+	// would have the monitor, as root, append to any file on the host.
+	// O_NOFOLLOW makes that an error (ELOOP) instead. O_NONBLOCK keeps a
+	// FIFO planted there from blocking the open; it is then refused as
+	// not a regular file, and means nothing for a regular one.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o640)
 	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("open container log %s: it is a symbolic link, which is not followed: %w", path, err)
+		}
 		return nil, fmt.Errorf("open container log: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+		}
+		return nil, fmt.Errorf("open container log %s: %w", path, err)
 	}
 	return f, nil
 }

@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -16,7 +15,7 @@ func TestTrailingNewlineIsNotAHangUp(t *testing.T) {
 	id := newID()
 	p.run(id, "", true, "sleep", "60")
 
-	conn, err := net.Dial("unix", filepath.Join(p.dir, SocketName))
+	conn, err := net.Dial("unix", SocketPath(p.dir))
 	if err != nil {
 		t.Fatal(err)
 	}

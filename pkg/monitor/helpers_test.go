@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "monitor" {
 		os.Exit(Main(os.Args[2:]))
 	}
+	if sock := os.Getenv(dialEnv); sock != "" {
+		os.Exit(dialAsChild(sock))
+	}
 	code := m.Run()
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
@@ -132,6 +135,12 @@ func newID() string { return randomHex(32) }
 // no process, runc container, cgroup or file behind, even on failure.
 func newPod(t testing.TB) *testPod {
 	t.Helper()
+	return newPodWith(t, nil)
+}
+
+// newPodWith is newPod with a hook to adjust the monitor's StartOptions.
+func newPodWith(t testing.TB, adjust func(*StartOptions)) *testPod {
+	t.Helper()
 	requireRoot(t)
 	p := &testPod{
 		t:        t,
@@ -149,13 +158,17 @@ func newPod(t testing.TB) *testPod {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Start(ctx, StartOptions{
+	opts := StartOptions{
 		SandboxID:   "sandbox-" + randomHex(4),
 		Dir:         p.dir,
 		Runtime:     runcBinary,
 		RuntimeRoot: p.runcRoot,
 		Executable:  exe,
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	c, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("start monitor: %v", err)
 	}

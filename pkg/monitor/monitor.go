@@ -2,7 +2,7 @@
 // parent (subreaper) of every container of the pod, owns their stdio, writes
 // their CRI log files and exit files, runs execs, and outlives restarts of
 // the daemon. The daemon starts it with Start, re-attaches with Connect and
-// talks to it through Client over <Dir>/monitor.sock.
+// talks to it through Client over <Dir>/rpc/monitor.sock (root only).
 //
 // The monitor side (Main) is kept light on purpose: 110 of them run on a full
 // node, so it uses a one-request-per-connection JSON protocol over a unix
@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ var (
 // File names inside the pod's state dir.
 const (
 	SocketName = "monitor.sock"
+	socketDir  = "rpc" // 0700, holding only the 0600 socket
 	PidName    = "monitor.pid"
 	LogName    = "monitor.log"
 	exitsDir   = "exits"
@@ -58,7 +60,10 @@ type StartOptions struct {
 	// "systemd_cgroup" option).
 	SystemdCgroup bool
 	Executable    string // binary to re-exec as `<Executable> monitor ...`; "" = os.Executable()
-	Logger        *slog.Logger
+	// MaxLogLine is the longest CRI log record (max_container_log_line_size);
+	// 0 means DefaultMaxLogLine.
+	MaxLogLine int
+	Logger     *slog.Logger
 }
 
 // CreateRequest describes one container to create.
@@ -214,6 +219,9 @@ func Start(ctx context.Context, opts StartOptions) (*Client, error) {
 	if opts.SystemdCgroup {
 		cmd.Args = append(cmd.Args, "--systemd-cgroup")
 	}
+	if opts.MaxLogLine != 0 {
+		cmd.Args = append(cmd.Args, "--max-log-line", strconv.Itoa(opts.MaxLogLine))
+	}
 	cmd.Dir = "/" // pin no directory the daemon might want to unmount
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -247,13 +255,22 @@ func Start(ctx context.Context, opts StartOptions) (*Client, error) {
 		return nil, fmt.Errorf("start monitor for %s: %s", opts.SandboxID, msg)
 	}
 	logger.Debug("monitor started", "pid", pid, "took", time.Since(begin))
-	return &Client{dir: opts.Dir, sock: filepath.Join(opts.Dir, SocketName), pid: pid}, nil
+	return &Client{dir: opts.Dir, sock: SocketPath(opts.Dir), pid: pid}, nil
 }
+
+// SocketPath is where the monitor of the pod dir dir listens.
+func SocketPath(dir string) string { return filepath.Join(dir, socketDir, SocketName) }
 
 // Connect re-attaches to the monitor serving dir, typically after a daemon
 // restart. It fails when no monitor answers there.
 func Connect(ctx context.Context, dir string) (*Client, error) {
-	c := &Client{dir: dir, sock: filepath.Join(dir, SocketName)}
+	c := &Client{dir: dir, sock: SocketPath(dir)}
+	if _, err := os.Lstat(c.sock); errors.Is(err, os.ErrNotExist) {
+		// A monitor started by an older daemon listens in the pod dir.
+		if _, err := os.Lstat(filepath.Join(dir, SocketName)); err == nil {
+			c.sock = filepath.Join(dir, SocketName)
+		}
+	}
 	var r pingResult
 	if err := c.call(ctx, "Ping", nil, &r); err != nil {
 		return nil, fmt.Errorf("connect to monitor in %s: %w", dir, err)

@@ -418,7 +418,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 			t.Errorf("container process %d still running", pid)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(p.dir, SocketName)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(SocketPath(p.dir)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket left behind: %v", err)
 	}
 	states, err := p.rt.List(ctx)

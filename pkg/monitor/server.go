@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pod-shim/pod-shim/pkg/runc"
+	"github.com/pod-shim/pod-shim/pkg/unixsock"
 )
 
 // Tunables of the monitor process.
@@ -48,6 +49,7 @@ func Main(args []string) int {
 	rtBin := fs.String("runtime", "runc", "OCI runtime binary")
 	rtRoot := fs.String("runtime-root", "", "OCI runtime state root")
 	readyFD := fs.Int("ready-fd", -1, "fd to report readiness on")
+	maxLogLine := fs.Int("max-log-line", DefaultMaxLogLine, "longest CRI log record; longer lines are split into partial records")
 	systemdCgroup := fs.Bool("systemd-cgroup", false, "run the runtime with --systemd-cgroup")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -66,6 +68,9 @@ func Main(args []string) int {
 	}
 	if *id == "" || *dir == "" || *rtRoot == "" {
 		return fail(errors.New("--id, --dir and --runtime-root are required"))
+	}
+	if *maxLogLine < minMaxLogLine || *maxLogLine > maxMaxLogLine {
+		return fail(fmt.Errorf("--max-log-line %d: must be between %d and %d", *maxLogLine, minMaxLogLine, maxMaxLogLine))
 	}
 
 	debug.SetGCPercent(gcPercent)
@@ -100,7 +105,7 @@ func Main(args []string) int {
 		rt:         runc.New(*rtBin, *rtRoot).WithSystemdCgroup(*systemdCgroup),
 		reaper:     rp,
 		log:        logger,
-		maxLine:    DefaultMaxLogLine,
+		maxLine:    *maxLogLine,
 		containers: make(map[string]*container),
 		done:       make(chan struct{}),
 	}
@@ -109,11 +114,11 @@ func Main(args []string) int {
 			return fail(err)
 		}
 	}
-	sock := filepath.Join(m.dir, SocketName)
-	os.Remove(sock) // a previous monitor's, dead: Connect found nobody there
-	ln, err := net.Listen("unix", sock)
+	// A previous monitor's socket, if any, is dead (Connect found nobody
+	// there): Listen replaces it.
+	ln, err := listen(m.dir)
 	if err != nil {
-		return fail(fmt.Errorf("listen: %w", err))
+		return fail(err)
 	}
 	pidFile := filepath.Join(m.dir, PidName)
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
@@ -146,9 +151,8 @@ func Main(args []string) int {
 		logger.Warn("monitor stopped by signal; containers left running", "signal", s)
 	}
 	signal.Stop(term)
-	os.Remove(sock)
+	ln.Close() // removes the socket
 	os.Remove(pidFile)
-	ln.Close()
 	cancel()
 	wg.Wait()
 	return 0
@@ -185,6 +189,45 @@ type monitor struct {
 	done     chan struct{} // closed by Shutdown
 }
 
+// listen serves the pod's monitor socket: mode 0600 in a 0700 directory of
+// its own, both whatever the umask, because whoever talks to the monitor
+// can run processes as root in the pod's containers. The pod dir itself
+// stays traversable: runc in a user namespace reads bind-mount sources
+// (hosts, resolv.conf) under it.
+func listen(dir string) (*unixsock.Listener, error) {
+	sdir := filepath.Join(dir, socketDir)
+	if err := os.Mkdir(sdir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	fi, err := os.Lstat(sdir)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("listen: %s is not a directory (%s)", sdir, fi.Mode().Type())
+	}
+	if err := os.Chmod(sdir, 0o700); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	ln, err := unixsock.Listen(SocketPath(dir), 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+// peerAllowed says whether a connection comes from root (or the monitor's
+// own user, which is root outside of unit tests). The socket's modes keep
+// others out already; this holds even if they were widened by hand, or the
+// socket were passed to a process that dropped its privileges.
+func peerAllowed(conn net.Conn) (bool, *unix.Ucred) {
+	cred, err := unixsock.PeerCred(conn)
+	if err != nil {
+		return false, nil
+	}
+	return cred.Uid == 0 || int(cred.Uid) == os.Geteuid(), cred
+}
+
 // serve accepts connections until ctx ends; each connection is one request.
 func (m *monitor) serve(ctx context.Context, ln net.Listener) {
 	var wg sync.WaitGroup
@@ -197,6 +240,15 @@ func (m *monitor) serve(ctx context.Context, ln net.Listener) {
 			}
 			m.log.Warn("accept", "err", err)
 			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if ok, cred := peerAllowed(conn); !ok {
+			if cred != nil {
+				m.log.Warn("refused a connection from a non-root peer", "uid", cred.Uid, "pid", cred.Pid)
+			} else {
+				m.log.Warn("refused a connection whose peer is unknown")
+			}
+			conn.Close()
 			continue
 		}
 		wg.Add(1)
