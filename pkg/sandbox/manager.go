@@ -38,6 +38,7 @@ type Options struct {
 	RuntimeRoot  string
 	CgroupDriver string
 	Executable   string // re-exec target for monitors; "" = os.Executable()
+	MaxLogLine   int    // longest CRI log record the monitors write; 0 = their default
 	Logger       *slog.Logger
 	// Direct drives runc without the pod's monitor, to kill and delete the
 	// pause container of a pod whose monitor is dead (killed, OOM): without

@@ -320,6 +320,7 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) error {
 		RuntimeRoot:   rt.Root(),
 		SystemdCgroup: rt.SystemdCgroup(),
 		Executable:    m.opts.Executable,
+		MaxLogLine:    m.opts.MaxLogLine,
 		Logger:        m.log,
 	})
 	if err != nil {
