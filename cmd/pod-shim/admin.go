@@ -16,6 +16,7 @@ import (
 
 	"github.com/pod-shim/pod-shim/pkg/config"
 	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/unixsock"
 )
 
 // adminSocket, under the state dir, serves what CRI has no RPC for: image
@@ -28,16 +29,9 @@ type importedImage struct {
 }
 
 func startAdmin(path string, images *image.Store, log *slog.Logger) (*httpServer, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	lis, err := net.Listen("unix", path)
+	lis, err := unixsock.Listen(path, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		lis.Close()
-		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /images/import", func(w http.ResponseWriter, r *http.Request) {

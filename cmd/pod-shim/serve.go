@@ -6,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/cri"
 	"github.com/pod-shim/pod-shim/pkg/events"
 	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
 	"github.com/pod-shim/pod-shim/pkg/nri"
 	"github.com/pod-shim/pod-shim/pkg/runc"
@@ -31,6 +30,7 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/stats"
 	"github.com/pod-shim/pod-shim/pkg/store"
 	"github.com/pod-shim/pod-shim/pkg/streaming"
+	"github.com/pod-shim/pod-shim/pkg/unixsock"
 )
 
 // stringList is a repeatable flag.
@@ -42,7 +42,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func serve(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := fs.String("config", config.DefaultPath, "config file (TOML)")
-	listen := fs.String("listen", "", "CRI unix socket path")
+	listen := fs.String("listen", "", "CRI unix socket: a path or unix:///absolute/path")
 	root := fs.String("root", "", "durable state dir")
 	state := fs.String("state", "", "volatile state dir")
 	cniConf := fs.String("cni-conf-dir", "", "CNI config dir")
@@ -55,6 +55,7 @@ func serve(args []string) int {
 	streamAddr := fs.String("stream-address", "", "address of the exec/attach/port-forward server")
 	streamPort := fs.Int("stream-port", -1, "port of the exec/attach/port-forward server (0 = any free port)")
 	metricsAddr := fs.String("metrics-address", "", "host:port for Prometheus /metrics (empty = off)")
+	debugAddr := fs.String("debug-address", "", "host:port for Go's /debug/pprof (empty = off; keep it on loopback)")
 	nriSocket := fs.String("nri-socket", "", "host NRI plugins, listening on this socket (enables [nri])")
 	var insecure stringList
 	fs.Var(&insecure, "insecure-registry", "registry host:port reached over plain HTTP (repeatable)")
@@ -88,6 +89,7 @@ func serve(args []string) int {
 	override(&cfg.CgroupDriver, *cgroupDriver)
 	override(&cfg.StreamServer.Address, *streamAddr)
 	override(&cfg.MetricsAddress, *metricsAddr)
+	override(&cfg.DebugAddress, *debugAddr)
 	if *nriSocket != "" {
 		cfg.NRI.Enable = true
 		cfg.NRI.SocketPath = *nriSocket
@@ -126,13 +128,21 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if runtimeRoot == "" {
 		runtimeRoot = filepath.Join(cfg.State, "runc")
 	}
-	// Each pod's monitor listens on <state>/pods/<64-hex id>/monitor.sock,
-	// and a unix socket path is at most 107 bytes: refuse a state dir that
-	// would make every RunPodSandbox fail later with an obscure bind error.
-	if n := len(filepath.Join(cfg.State, "pods", strings.Repeat("0", 64), "monitor.sock")); n > 107 {
+	// Each pod's monitor listens under <state>/pods/<64-hex id>/, and a
+	// unix socket path is at most 107 bytes: refuse a state dir that would
+	// make every RunPodSandbox fail later with an obscure bind error.
+	if n := len(monitor.SocketPath(filepath.Join(cfg.State, "pods", strings.Repeat("0", 64)))); n > 107 {
 		return fmt.Errorf("state dir %q is too long: pod monitor sockets would be %d bytes, the limit is 107; use a path of at most %d characters", cfg.State, n, len(cfg.State)-(n-107))
 	}
-	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Listen)} {
+	listenPath, err := cfg.ListenPath()
+	if err != nil {
+		return err
+	}
+	socketPerm, err := cfg.SocketPerm()
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{cfg.Root, cfg.State, filepath.Dir(listenPath)} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return err
 		}
@@ -199,7 +209,8 @@ func run(cfg config.Config, log *slog.Logger) error {
 		DB: db, Network: net, Images: images, StateDir: cfg.State,
 		SandboxImage: cfg.SandboxImage, PauseBinary: cfg.PauseBinary,
 		Runtime: runtimeBin, RuntimeRoot: runtimeRoot, CgroupDriver: cfg.CgroupDriver, Executable: monitorExe, Logger: log,
-		Direct: runc.New(runtimeBin, runtimeRoot), Handlers: handlers, Hooks: podHooks,
+		MaxLogLine: cfg.MaxLogLine,
+		Direct:     runc.New(runtimeBin, runtimeRoot), Handlers: handlers, Hooks: podHooks,
 	})
 	if err != nil {
 		return err
@@ -250,6 +261,11 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	defer stopMetrics()
+	stopDebug, err := startDebug(cfg.DebugAddress, log)
+	if err != nil {
+		return fmt.Errorf("debug server: %w", err)
+	}
+	defer stopDebug()
 	srv := cri.New(cri.Options{
 		Sandboxes: sandboxes, Containers: containers, Images: images, Network: net,
 		CgroupDriver: cfg.CgroupDriver, RuntimePath: runtimeBin, PullTimeout: cfg.ImagePullTimeout.Duration, Logger: log,
@@ -260,10 +276,11 @@ func run(cfg config.Config, log *slog.Logger) error {
 	g := grpc.NewServer(append(metricsOpts, srv.Interceptors()...)...)
 	srv.Register(g)
 
-	lis, err := listenUnix(cfg.Listen, cfg.SocketMode)
+	lis, err := unixsock.Listen(listenPath, socketPerm)
 	if err != nil {
 		return err
 	}
+
 	admin, err := startAdmin(filepath.Join(cfg.State, adminSocket), images, log)
 	if err != nil {
 		return err
@@ -272,7 +289,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
-	log.Info("pod-shim serving", "socket", cfg.Listen, "root", cfg.Root, "state", cfg.State, "version", cri.RuntimeVersion)
+	log.Info("pod-shim serving", "socket", listenPath, "socket_mode", fmt.Sprintf("%04o", socketPerm), "root", cfg.Root, "state", cfg.State, "version", cri.RuntimeVersion)
 
 	select {
 	case err := <-errc:
@@ -290,27 +307,6 @@ func run(cfg config.Config, log *slog.Logger) error {
 		g.Stop()
 	}
 	return nil
-}
-
-// listenUnix replaces a stale socket file and sets the socket's mode.
-func listenUnix(path, mode string) (net.Listener, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket: %w", err)
-	}
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	m, err := strconv.ParseUint(mode, 8, 32)
-	if err != nil {
-		lis.Close()
-		return nil, fmt.Errorf("socket_mode %q: %w", mode, err)
-	}
-	if err := os.Chmod(path, os.FileMode(m)); err != nil {
-		lis.Close()
-		return nil, err
-	}
-	return lis, nil
 }
 
 // httpServer is the small admin API on a second unix socket.

@@ -7,18 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/pod-shim/pod-shim/pkg/unixsock"
 )
+
+const maxLogLineLimit = 1 << 20
 
 // DefaultPath is where the daemon looks for its config file.
 const DefaultPath = "/etc/pod-shim/config.toml"
 
 // Config is the whole daemon configuration.
 type Config struct {
-	Listen           string   `toml:"listen" comment:"CRI gRPC unix socket the kubelet and crictl connect to"`
-	SocketMode       string   `toml:"socket_mode" comment:"permission bits of the socket (octal)"`
+	Listen           string   `toml:"listen" comment:"CRI gRPC unix socket the kubelet and crictl connect to: a path or unix:///absolute/path"`
+	SocketMode       string   `toml:"socket_mode" comment:"permission bits of the socket (octal); it is created with them, whatever the umask"`
 	Root             string   `toml:"root" comment:"durable state: metadata store, images, writable layers"`
 	State            string   `toml:"state" comment:"volatile state: sockets, pinned netns, pod dirs, runc state (tmpfs)"`
 	LogLevel         string   `toml:"log_level" comment:"debug, info, warn or error"`
@@ -33,7 +38,8 @@ type Config struct {
 
 	// Node services: streaming sessions and metrics.
 	StreamServer   StreamServer `toml:"stream_server" comment:"the HTTP server kubectl/crictl exec, attach and port-forward sessions connect to"`
-	MetricsAddress string       `toml:"metrics_address" comment:"host:port serving Prometheus /metrics (and /debug/pprof); empty disables it"`
+	MetricsAddress string       `toml:"metrics_address" comment:"host:port serving Prometheus /metrics; empty disables it"`
+	DebugAddress   string       `toml:"debug_address" comment:"host:port serving Go's /debug/pprof (profiles, goroutine dumps, command line); empty disables it. Anyone who reaches it can read the daemon's state: keep it on loopback, and off in production"`
 
 	// Container runtimes: RuntimeClass handlers and CDI devices.
 	Runtimes    map[string]RuntimeHandler `toml:"runtimes" comment:"RuntimeClass handlers by name, e.g. [runtimes.crun] path = \"/usr/bin/crun\"; \"\" and \"runc\" are always the [runtime] above"`
@@ -175,15 +181,42 @@ func (c Config) Validate() error {
 	if c.Listen == "" || c.Root == "" || c.State == "" {
 		return errors.New("listen, root and state must be set")
 	}
+	if _, err := c.ListenPath(); err != nil {
+		return err
+	}
+	if _, err := c.SocketPerm(); err != nil {
+		return err
+	}
 	for name, h := range c.Runtimes {
 		if name == "" || h.Path == "" {
 			return fmt.Errorf("runtimes.%q: a handler needs a name and a path", name)
 		}
 	}
-	if c.MaxLogLine < 1024 {
-		return fmt.Errorf("max_container_log_line_size %d: must be at least 1024", c.MaxLogLine)
+	// Each container stream holds a buffer of this size in its pod's
+	// monitor, which is meant to stay a few MiB.
+	if c.MaxLogLine < 1024 || c.MaxLogLine > maxLogLineLimit {
+		return fmt.Errorf("max_container_log_line_size %d: must be between 1024 and %d", c.MaxLogLine, maxLogLineLimit)
 	}
 	return nil
+}
+
+// ListenPath is the file system path of the CRI socket that Listen names,
+// as a path or a unix:// URL.
+func (c Config) ListenPath() (string, error) {
+	p, err := unixsock.ParseEndpoint(c.Listen)
+	if err != nil {
+		return "", fmt.Errorf("listen: %w", err)
+	}
+	return p, nil
+}
+
+// SocketPerm is socket_mode as permission bits.
+func (c Config) SocketPerm() (os.FileMode, error) {
+	m, err := strconv.ParseUint(c.SocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("socket_mode %q: want octal permission bits such as 0660", c.SocketMode)
+	}
+	return os.FileMode(m), nil
 }
 
 // Marshal renders c as commented TOML.

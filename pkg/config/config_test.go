@@ -106,7 +106,7 @@ func TestLoad(t *testing.T) {
 		{name: "unknown key in table", content: ptr("[cni]\nbogus = 'x'\n"), wantErr: "unknown keys"},
 		{name: "bad cgroup driver", content: ptr("cgroup_driver = 'cgroupv3'\n"), wantErr: "cgroup_driver"},
 		{name: "empty root", content: ptr("root = ''\n"), wantErr: "must be set"},
-		{name: "small log line", content: ptr("max_container_log_line_size = 10\n"), wantErr: "at least 1024"},
+		{name: "small log line", content: ptr("max_container_log_line_size = 10\n"), wantErr: "between 1024 and"},
 		{name: "bad duration", content: ptr("image_pull_timeout = 'soon'\n"), wantErr: "parse"},
 		{name: "durations parse", content: ptr("image_pull_timeout = '30s'\n[cni]\ntimeout = '1m30s'\n"), check: func(t *testing.T, c config.Config) {
 			if c.ImagePullTimeout.Duration != 30*time.Second {
@@ -163,6 +163,18 @@ func TestValidate(t *testing.T) {
 		{"no state", func(c *config.Config) { c.State = "" }, false},
 		{"log line 1024", func(c *config.Config) { c.MaxLogLine = 1024 }, true},
 		{"log line 1023", func(c *config.Config) { c.MaxLogLine = 1023 }, false},
+		{"log line 1 MiB", func(c *config.Config) { c.MaxLogLine = 1 << 20 }, true},
+		{"log line over 1 MiB", func(c *config.Config) { c.MaxLogLine = 1<<20 + 1 }, false},
+		{"listen path", func(c *config.Config) { c.Listen = "/run/x.sock" }, true},
+		{"listen unix URL", func(c *config.Config) { c.Listen = "unix:///run/x.sock" }, true},
+		{"listen relative path", func(c *config.Config) { c.Listen = "x.sock" }, true},
+		{"listen unix URL without absolute path", func(c *config.Config) { c.Listen = "unix://run/x.sock" }, false},
+		{"listen unix: without slashes", func(c *config.Config) { c.Listen = "unix:/run/x.sock" }, false},
+		{"listen tcp URL", func(c *config.Config) { c.Listen = "tcp://127.0.0.1:10000" }, false},
+		{"listen host:port", func(c *config.Config) { c.Listen = "127.0.0.1:10000" }, false},
+		{"socket mode 0600", func(c *config.Config) { c.SocketMode = "0600" }, true},
+		{"socket mode not octal", func(c *config.Config) { c.SocketMode = "rw-rw----" }, false},
+		{"socket mode too wide", func(c *config.Config) { c.SocketMode = "4777" }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +184,22 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want ok=%v", err, tt.wantOK)
 			}
 		})
+	}
+}
+
+func TestListenPath(t *testing.T) {
+	c := config.Default()
+	c.Listen = "unix:///run/pod-shim/x.sock"
+	p, err := c.ListenPath()
+	if err != nil || p != "/run/pod-shim/x.sock" {
+		t.Fatalf("ListenPath() = %q, %v", p, err)
+	}
+	// From the file too: a URL in config.toml is read, a bad one refused.
+	if _, err := config.Load(writeFile(t, "listen = 'unix:///run/y.sock'\n"), false); err != nil {
+		t.Fatalf("unix:// URL in config.toml: %v", err)
+	}
+	if _, err := config.Load(writeFile(t, "listen = 'tcp://0.0.0.0:1'\n"), false); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("tcp URL in config.toml: err = %v, want a listen error", err)
 	}
 }
 
