@@ -1,7 +1,7 @@
 // Package metrics exposes the daemon's Prometheus metrics (per-RPC latency
 // and errors, pods and containers by state, monitors) on an optional HTTP
-// address, with Go's pprof handlers next to them for debugging leaks. It
-// uses github.com/prometheus/client_golang, the reference client, so the
+// address (Go's pprof handlers are not here: the daemon serves them only on
+// their own debug_address, when asked). It uses github.com/prometheus/client_golang, the reference client, so the
 // exposition format and the lint rules are Prometheus's own.
 package metrics
 
@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -188,7 +187,7 @@ func (g *Gauge) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Server serves /metrics and /debug/pprof/ on addr.
+// Server serves /metrics on addr.
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
@@ -202,11 +201,6 @@ func (m *Metrics) Serve(addr string, log *slog.Logger) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

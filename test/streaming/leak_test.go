@@ -22,7 +22,9 @@ import (
 
 func (d *daemon) withMetrics(t *testing.T) string {
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t, 0))
-	d.ExtraArgs = append(d.ExtraArgs, "--metrics-address", addr)
+	// pprof is served only on its own address; /metrics stays last.
+	debug := "127.0.0.1:" + strconv.Itoa(freePort(t, 0))
+	d.ExtraArgs = append(d.ExtraArgs, "--debug-address", debug, "--metrics-address", addr)
 	return addr
 }
 
@@ -42,7 +44,13 @@ type counts struct{ fds, goroutines, children int }
 func (d *daemon) counts(t *testing.T, metrics string) counts {
 	pid := d.Pid()
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	g := httpGet(t, "http://"+metrics+"/debug/pprof/goroutine?debug=1")
+	debug := ""
+	for i, a := range d.ExtraArgs[:len(d.ExtraArgs)-1] {
+		if a == "--debug-address" {
+			debug = d.ExtraArgs[i+1]
+		}
+	}
+	g := httpGet(t, "http://"+debug+"/debug/pprof/goroutine?debug=1")
 	first, _, _ := strings.Cut(g, "\n")
 	n, _ := strconv.Atoi(strings.TrimPrefix(first, "goroutine profile: total "))
 	kids := 0
