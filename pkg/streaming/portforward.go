@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pod-shim/pod-shim/pkg/sandbox"
 )
 
 // dialTimeout bounds the connect to the pod's port.
@@ -31,11 +33,15 @@ func (r *runtime) PortForward(ctx context.Context, podSandboxID string, port int
 	if port <= 0 || port > 65535 {
 		return fmt.Errorf("port %d out of range", port)
 	}
+	netns, err := dialTarget(sb)
+	if err != nil {
+		return fmt.Errorf("port-forward to pod %s port %d: %w", sb.ID, port, err)
+	}
 	var conn net.Conn
-	if sb.HostNetwork() || sb.NetNSPath == "" {
+	if netns == "" {
 		conn, err = dialLocal(ctx, int(port))
 	} else {
-		conn, err = dialInNetNS(ctx, sb.NetNSPath, int(port))
+		conn, err = dialInNetNS(ctx, netns, int(port))
 	}
 	if err != nil {
 		return fmt.Errorf("port-forward to pod %s port %d: %w", sb.ID, port, err)
@@ -68,6 +74,24 @@ func (r *runtime) PortForward(ctx context.Context, podSandboxID string, port int
 		err = nil
 	}
 	return err
+}
+
+// dialTarget is the network namespace a port-forward to sb dials in, or ""
+// for the host's. Only a ready pod is dialled, and only a host-network pod
+// reaches the host: a pod that is not ready (stopped, its netns gone or
+// going) is refused rather than dialled on the host, where its port may be
+// someone else's service.
+func dialTarget(sb *sandbox.Sandbox) (string, error) {
+	if sb.State != sandbox.StateReady {
+		return "", fmt.Errorf("pod is %s: %w", sb.State, sandbox.ErrNotReady)
+	}
+	if sb.HostNetwork() {
+		return "", nil
+	}
+	if sb.NetNSPath == "" {
+		return "", fmt.Errorf("pod has no network namespace: %w", sandbox.ErrNotReady)
+	}
+	return sb.NetNSPath, nil
 }
 
 func dialLocal(ctx context.Context, port int) (net.Conn, error) {
