@@ -5,6 +5,7 @@
 package unixsock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,54 +13,54 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// Listen listens on path with the socket file's mode set to mode before the
-// path exists: bind(2) makes the file with 0777&^umask, and a chmod after it
-// leaves a window in which anyone the umask lets in can connect. So the
-// socket is bound inside a fresh 0700 directory next to path, chmodded
-// there, and renamed into place. A stale socket at path is replaced.
+// Listen listens on path with the socket file's mode set to mode from the
+// moment it exists: bind(2) makes the file with 0777&^umask, and a chmod
+// after it leaves a window in which anyone the umask lets in can connect.
+// Linux's bind takes the file's mode from the socket's own inode, so the
+// socket is fchmodded before bind (the file then gets mode&^umask, never
+// wider), and chmodded after bind to give back any bit the umask took. A
+// stale socket at path is replaced; anything else there is an error.
 //
 // The returned listener removes path when closed, unless another socket
 // has replaced it there since.
 func Listen(path string, mode os.FileMode) (*Listener, error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.MkdirTemp(dir, ".sock-")
+	mode = mode.Perm()
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen %s: exists and is not a socket (%s)", path, fi.Mode().Type())
+		}
+		if err := Remove(path); err != nil {
+			return nil, fmt.Errorf("listen %s: remove stale socket: %w", path, err)
+		}
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var ferr error
+		if err := c.Control(func(fd uintptr) { ferr = unix.Fchmod(int(fd), uint32(mode)) }); err != nil {
+			return err
+		}
+		if ferr != nil {
+			return fmt.Errorf("fchmod socket: %w", ferr)
+		}
+		return nil
+	}}
+	l, err := lc.Listen(context.Background(), "unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
-	defer os.RemoveAll(tmp)
-	// MkdirTemp asks for 0700 and the umask can only take bits away, but
-	// say it explicitly: this directory is the only thing guarding the
-	// socket until the chmod below.
-	if err := os.Chmod(tmp, 0o700); err != nil {
+	lis := l.(*net.UnixListener)
+	lis.SetUnlinkOnClose(false) // Close below does it, if the file is still ours
+	if err := os.Chmod(path, mode); err != nil {
+		lis.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
-	staging := filepath.Join(tmp, "s")
-	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: staging, Net: "unix"})
+	fi, err := os.Lstat(path)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", path, err)
-	}
-	// The listener's own unlink-on-close would name the staging path.
-	lis.SetUnlinkOnClose(false)
-	if err := os.Chmod(staging, mode.Perm()); err != nil {
-		lis.Close()
-		return nil, fmt.Errorf("listen %s: %w", path, err)
-	}
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
-		lis.Close()
-		return nil, fmt.Errorf("listen %s: exists and is not a socket (%s)", path, fi.Mode().Type())
-	}
-	// rename(2) replaces a stale socket atomically: a client sees the old
-	// dead one or the new one, never no file and never a wider mode.
-	fi, err := os.Lstat(staging)
-	if err != nil {
-		lis.Close()
-		return nil, fmt.Errorf("listen %s: %w", path, err)
-	}
-	if err := os.Rename(staging, path); err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
