@@ -19,10 +19,13 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/container"
 	"github.com/pod-shim/pod-shim/pkg/events"
 	"github.com/pod-shim/pod-shim/pkg/image"
+	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/network"
+	"github.com/pod-shim/pod-shim/pkg/runc"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 	"github.com/pod-shim/pod-shim/pkg/stats"
 	"github.com/pod-shim/pod-shim/pkg/store"
+	"github.com/pod-shim/pod-shim/pkg/streaming"
 )
 
 // Version facts reported by the Version RPC.
@@ -138,27 +141,63 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	return err
 }
 
-// toStatus maps domain errors to gRPC codes.
+// toStatus maps domain errors to gRPC codes: the one place pkg/cri does.
+// An error matching none of errorCodes is Unknown.
 func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	code := codes.Unknown
-	switch {
-	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, container.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, store.ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, sandbox.ErrAlreadyExists), errors.Is(err, container.ErrAlreadyExists):
-		code = codes.AlreadyExists
-	case errors.Is(err, sandbox.ErrInvalid), errors.Is(err, container.ErrInvalid), errors.Is(err, image.ErrInvalidReference), errors.Is(err, store.ErrAmbiguous):
-		code = codes.InvalidArgument
-	case errors.Is(err, container.ErrState), errors.Is(err, sandbox.ErrNotReady):
-		code = codes.FailedPrecondition
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
+	return status.Error(codeOf(err), err.Error())
+}
+
+func codeOf(err error) codes.Code {
+	for _, ec := range errorCodes {
+		if errors.Is(err, ec.err) {
+			return ec.code
+		}
 	}
-	return status.Error(code, err.Error())
+	return codes.Unknown
+}
+
+// errorCodes are the domain's sentinel errors and their gRPC codes, first
+// match wins. TestEveryDomainSentinelHasACode fails when a domain package
+// exports an Err* that is missing here.
+var errorCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	{sandbox.ErrNotFound, codes.NotFound},
+	{container.ErrNotFound, codes.NotFound},
+	{image.ErrNotFound, codes.NotFound},
+	{store.ErrNotFound, codes.NotFound},
+	// The monitor or runc not knowing a container means it is gone.
+	{monitor.ErrNotFound, codes.NotFound},
+	{runc.ErrNotFound, codes.NotFound},
+
+	{sandbox.ErrAlreadyExists, codes.AlreadyExists},
+	{container.ErrAlreadyExists, codes.AlreadyExists},
+
+	{sandbox.ErrInvalid, codes.InvalidArgument},
+	{container.ErrInvalid, codes.InvalidArgument},
+	{image.ErrInvalidReference, codes.InvalidArgument},
+	{store.ErrAmbiguous, codes.InvalidArgument},
+	{network.ErrInvalidPod, codes.InvalidArgument},
+
+	{container.ErrState, codes.FailedPrecondition},
+	{sandbox.ErrNotReady, codes.FailedPrecondition},
+	// No usable CNI config yet: the node's state, not the request, is wrong.
+	{network.ErrNotReady, codes.FailedPrecondition},
+	// Exec or attach into a container that has exited.
+	{monitor.ErrNotRunning, codes.FailedPrecondition},
+	{runc.ErrNotRunning, codes.FailedPrecondition},
+
+	{monitor.ErrExecTimeout, codes.DeadlineExceeded},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	{context.Canceled, codes.Canceled},
+
+	// What the handler's runtime, or this runtime, cannot do on this host.
+	{runc.ErrUnsupported, codes.Unimplemented},
+	{streaming.ErrUnsupported, codes.Unimplemented},
 }
 
 func invalid(format string, a ...any) error {
