@@ -3,7 +3,6 @@ package streaming
 import (
 	"context"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,16 +10,16 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// notYet are RPCs another issue owns; they are reported, not failed, until
-// it lands (remove them from here then).
-var notYet = map[string]string{
-	"UpdateContainerResources":  "issue 3 (container resources)",
-	"UpdatePodSandboxResources": "issue 4 (pod resources)",
-}
+// cannotHere are the RPCs that truly cannot be done on this host: CRIU,
+// which checkpoint and restore need, fails `criu check` on this kernel
+// (see /work/shared/TESTING.md). They must answer Unimplemented, not fail
+// in some other way or pretend to work.
+var cannotHere = map[string]bool{"CheckpointContainer": true, "CheckpointPod": true, "RestorePod": true}
 
 // TestEveryRPCImplemented lists the RuntimeService and ImageService client
 // methods by reflection and calls each with an empty request: none may
-// answer Unimplemented (bad input is fine), except checkpoint/restore.
+// answer Unimplemented (bad input is fine), except checkpoint/restore,
+// which must.
 func TestEveryRPCImplemented(t *testing.T) {
 	requireHost(t)
 	d := startDaemon(t)
@@ -30,9 +29,6 @@ func TestEveryRPCImplemented(t *testing.T) {
 		for i := range v.NumMethod() {
 			name := v.Type().Method(i).Name
 			mt := v.Method(i).Type()
-			if strings.HasPrefix(name, "Checkpoint") || name == "RestorePod" {
-				continue
-			}
 			t.Run(name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
@@ -47,10 +43,12 @@ func TestEveryRPCImplemented(t *testing.T) {
 						err = nil // a subscription that waits for events
 					}
 				}
-				if status.Code(err) == codes.Unimplemented {
-					if owner, ok := notYet[name]; ok {
-						t.Skipf("%s still Unimplemented; owned by %s", name, owner)
-					}
+				switch {
+				case cannotHere[name] && status.Code(err) != codes.Unimplemented:
+					t.Errorf("%s: %v, want Unimplemented (no CRIU on this host)", name, err)
+				case cannotHere[name]:
+					t.Logf("%s: %v", name, err)
+				case status.Code(err) == codes.Unimplemented:
 					t.Errorf("%s: %v", name, err)
 				}
 			})
