@@ -90,6 +90,9 @@ func (d *Daemon) cleanup() {
 	if d.Opts.Cleanup != nil {
 		d.Opts.Cleanup(d)
 	}
+	if r := d.RaceReports(); r != "" {
+		t.Errorf("data races in the daemon or its monitors (-race build):\n%s", r)
+	}
 	// Never RemoveAll through a live mount: it would delete what the mount shows.
 	if m := MountsUnder(d.Base); len(m) > 0 {
 		t.Errorf("cleanup: mounts still under %s, leaving it: %v", d.Base, m)

@@ -236,7 +236,10 @@ func (d *Daemon) Spawn(extraEnv ...string) (*exec.Cmd, chan struct{}) {
 	args := d.Args()
 	fmt.Fprintf(logf, "==== %s pod-shim %v %s\n", time.Now().Format(time.RFC3339Nano), env, strings.Join(args, " "))
 	cmd := exec.Command(d.Bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// A -race build (hack/test.sh's) writes each data race report of the
+	// daemon and of the monitors it starts (they inherit its environment)
+	// to race.<pid> under Base; the cleanup fails the test on any.
+	cmd.Env = append(append(os.Environ(), "GORACE=log_path="+d.raceLogPrefix()), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so the test's terminal signals don't reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -418,4 +421,18 @@ func (d *Daemon) LastStartup() time.Duration {
 		return 0
 	}
 	return serving.Sub(spawned)
+}
+
+func (d *Daemon) raceLogPrefix() string { return filepath.Join(d.Base, "race") }
+
+// RaceReports are the data race reports a -race build of the daemon or its
+// monitors wrote so far ("" when none).
+func (d *Daemon) RaceReports() string {
+	files, _ := filepath.Glob(d.raceLogPrefix() + ".*")
+	var out strings.Builder
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		fmt.Fprintf(&out, "==== %s\n%s\n", f, b)
+	}
+	return out.String()
 }
