@@ -75,6 +75,24 @@ type env struct {
 
 	mu      sync.Mutex
 	timings map[string]time.Duration // manifest written → Running in /pods
+	// probedExits are containers with exec probes that a scenario made
+	// exit, by id, with how: the only containers a probe may find exited.
+	probedExits map[string]string
+}
+
+// noteProbedExit records that container id, which has exec probes, exits
+// because of the scenario (see the probe race in logcheck_test.go).
+func (e *env) noteProbedExit(id, how string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.probedExits[id] = how
+}
+
+// probedExit is how container id exited, "" if no scenario made it exit.
+func (e *env) probedExit(id string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.probedExits[id]
 }
 
 // kubeletBinary finds or builds kubelet v1.37.2 with the conformance build
@@ -103,13 +121,16 @@ func setup(t *testing.T) *env {
 		Plugins: []string{"bridge", "host-local", "portmap"},
 		Crictl:  true,
 	})
+	// Before anything else, so it is released last: other suites and
+	// scripts run kubelets on the same ports and dirs.
+	harness.LockKube(t, 40*time.Minute)
 	for _, p := range kubeletPorts {
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 200*time.Millisecond); err == nil {
 			c.Close()
 			t.Fatalf("port %d on 127.0.0.1 is in use (another kubelet, e.g. test/conformance/kubelet.sh?); the suite needs 10248, 10250 and 10255", p)
 		}
 	}
-	e := &env{Kubelet: kubeletBinary(t), timings: map[string]time.Duration{}}
+	e := &env{Kubelet: kubeletBinary(t), timings: map[string]time.Duration{}, probedExits: map[string]string{}}
 	e.Image = harness.Busybox(t)
 	e.D = harness.Start(t, harness.Options{
 		Tag:      "kubelet",
@@ -183,7 +204,8 @@ func (e *env) startKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(e.Kubelet, "--config", cfg, "--root-dir", filepath.Join(e.Root, "kubelet"),
-		"--hostname-override", NodeName, "--v=2")
+		// -v=3 for "Cancelling current pod sync" (see syncCancelRace).
+		"--hostname-override", NodeName, "--v=3")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -141,8 +141,21 @@ func testInitFailNever(t *testing.T, e *env) {
 	if app := p.Container("app"); app != nil && (app.State.Running != nil || app.State.Terminated != nil || app.ContainerID != "") {
 		t.Errorf("app container status %+v: it must never have been created", app)
 	}
-	// Let the kubelet sync the pod a few more times (syncFrequency 5s).
-	time.Sleep(6 * time.Second)
+	// Once the pod is Failed the kubelet terminates it: it stops the pod's
+	// sandbox and will never start anything in it again. Checking the
+	// runtime after that covers every sync the kubelet made of the pod.
+	harness.Eventually(t, name+": the kubelet stops the failed pod's sandbox", 2*time.Minute, func() error {
+		sbs := e.sandboxes(t, name)
+		if len(sbs) == 0 {
+			return fmt.Errorf("no sandbox listed")
+		}
+		for _, s := range sbs {
+			if s.State != "SANDBOX_NOTREADY" {
+				return fmt.Errorf("sandbox %s is %s: %w", s.ID, s.State, harness.ErrNotYet)
+			}
+		}
+		return nil
+	})
 	for _, c := range e.containers(t, name) {
 		if c.Metadata.Name == "app" {
 			t.Errorf("the runtime has an app container %s (%s) in a pod whose init container failed", c.ID, c.State)
@@ -298,22 +311,32 @@ func testProbes(t *testing.T, e *env) {
 	w := e.apply(t, name, e.manifest(t, name, podSpec("Always",
 		"  containers:\n",
 		ctr("probed", "touch /tmp/ready; "+idle,
-			"startupProbe: {exec: {command: [test, -f, /tmp/started]}, periodSeconds: 1, failureThreshold: 1000}",
+			"startupProbe: {exec: {command: [sh, -c, 'echo >> /tmp/startup-tries; test -f /tmp/started']}, periodSeconds: 1, failureThreshold: 1000}",
 			"readinessProbe: {exec: {command: [test, -f, /tmp/ready]}, periodSeconds: 1, failureThreshold: 1}",
 			"livenessProbe: {exec: {command: [sh, -c, 'test ! -f /tmp/dead']}, periodSeconds: 1, failureThreshold: 1}"),
 	)))
 	p := e.waitRunning(t, name, w)
 	id := p.Container("probed").CRIID()
-	// Nothing creates /tmp/started: the startup probe keeps failing, so the
+	// Nothing creates /tmp/started: the startup probe keeps failing (each
+	// try leaves a line in /tmp/startup-tries), so after three tries the
 	// container is neither started nor ready although /tmp/ready exists.
-	time.Sleep(3 * time.Second)
-	p = e.waitPod(t, name, "not started while the startup probe fails", 10*time.Second, func(p *Pod) error {
-		c := p.Container("probed")
-		if c.Started != nil && *c.Started || c.Ready {
-			return fmt.Errorf("started/ready before the startup probe passed")
+	harness.Eventually(t, name+": the startup probe failed three times", time.Minute, func() error {
+		out, err := e.D.CrictlErr("exec", "-s", id, "cat", "/tmp/startup-tries")
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(out, "\n"); n < 3 {
+			return fmt.Errorf("%d startup probe tries: %w", n, harness.ErrNotYet)
 		}
 		return nil
 	})
+	p, err := e.pod(name)
+	if err != nil || p == nil {
+		t.Fatalf("pod %s on /pods: %v", name, err)
+	}
+	if c := p.Container("probed"); c.Started != nil && *c.Started || c.Ready {
+		t.Fatalf("started/ready before the startup probe passed: %s", brief(p))
+	}
 	e.crictl(t, "exec", "-s", id, "touch", "/tmp/started")
 	cond := func(ready bool) func(*Pod) error {
 		return func(p *Pod) error {
@@ -332,17 +355,20 @@ func testProbes(t *testing.T, e *env) {
 	e.waitPod(t, name, "not Ready after the readiness probe fails", time.Minute, cond(false))
 	e.crictl(t, "exec", "-s", id, "touch", "/tmp/ready")
 	e.waitPod(t, name, "Ready again after the readiness probe passes", time.Minute, cond(true))
+	e.noteProbedExit(id, "killed by the kubelet after its liveness probe failed")
 	e.crictl(t, "exec", "-s", id, "touch", "/tmp/dead")
 	p = e.waitPod(t, name, "restarted after the liveness probe failed", time.Minute, func(p *Pod) error {
 		c := p.Container("probed")
-		if c.RestartCount < 1 || c.LastState.Terminated == nil {
+		if c.RestartCount < 1 || c.LastState.Terminated == nil || c.State.Running == nil {
 			return harness.ErrNotYet
 		}
 		return nil
 	})
-	if c := p.Container("probed"); c.CRIID() == id && c.State.Running != nil {
+	c := p.Container("probed")
+	if c.CRIID() == id {
 		t.Errorf("still the same container %s after a liveness restart", id)
 	}
+	e.noteProbedExit(c.CRIID(), "stopped by the kubelet when the test deletes the pod's manifest")
 }
 
 // postStart runs after the container starts, preStop before it is stopped.
@@ -620,17 +646,14 @@ func (e *env) sandboxState(t *testing.T, id string) string {
 // runcPid is the pid of a container (a sandbox's pause too) runc runs.
 func (e *env) runcPid(t *testing.T, id string) int {
 	t.Helper()
-	list, err := e.D.RuncList()
+	c, err := e.D.RuncState(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range list {
-		if c.ID == id && c.Pid > 0 {
-			return c.Pid
-		}
+	if c.Pid <= 0 || c.Status != "running" {
+		t.Fatalf("%s under runc root %s: %+v, want running", id, e.D.RuncRoot(), c)
 	}
-	t.Fatalf("%s is not running under runc root %s: %+v", id, e.D.RuncRoot(), list)
-	return 0
+	return c.Pid
 }
 
 func httpGet(url string) (string, int, error) {
