@@ -177,15 +177,6 @@ func parseLog(t testing.TB, data []byte) []logRecord {
 	return out
 }
 
-func (e *env) exec(t testing.TB, id string, cmd ...string) (string, int32) {
-	t.Helper()
-	resp, err := e.rs.ExecSync(ctx(t), &cri.ExecSyncRequest{ContainerId: id, Cmd: cmd, Timeout: 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(resp.Stdout) + string(resp.Stderr), resp.ExitCode
-}
-
 func (e *env) pid(t testing.TB, id string) int {
 	t.Helper()
 	resp, err := e.rs.ContainerStatus(ctx(t), &cri.ContainerStatusRequest{ContainerId: id, Verbose: true})

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/harness"
 )
 
 // TestLogRotation: a writer emits 50 000 numbered lines while the log is
@@ -43,7 +45,17 @@ func TestLogRotation(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		// Rotate again only once the writer's lines reach the new file, so
+		// every rotation splits the stream (and none is an empty file).
+		harness.Eventually(t, "lines in the reopened log", 30*time.Second, func() error {
+			if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+				return nil
+			}
+			if e.status(t, id).State == cri.ContainerState_CONTAINER_EXITED {
+				return nil
+			}
+			return harness.ErrNotYet
+		})
 	}
 	e.waitExit(t, id)
 	files = append(files, path)

@@ -55,7 +55,9 @@ func TestExitWhileDown(t *testing.T) {
 		return nil
 	})
 	recorded := time.Now()
-	time.Sleep(1500 * time.Millisecond) // finished_at must not be the restart time
+	// Not a wait for anything: a gap, so that a finished_at wrongly set to
+	// the restart time is told apart from the recorded exit time.
+	time.Sleep(1500 * time.Millisecond)
 	restarted := time.Now()
 	e.Start()
 
@@ -93,11 +95,32 @@ func TestLogBurstAcrossKills(t *testing.T) {
 	// of lines a second, without a fork per line or a log of gigabytes.
 	script := `i=0; end=$(( $(date +%s) + 20 )); while [ $(date +%s) -lt $end ]; do j=0; while [ $j -lt 100 ]; do echo "line $i"; i=$((i+1)); j=$((j+1)); done; sleep 0.01; done; echo "done $i"`
 	id := e.StartContainer(podID, cfg, harness.ContainerConfig("burst", image, "sh", "-c", script))
-	begin := time.Now()
-	for _, at := range []time.Duration{4 * time.Second, 11 * time.Second} {
-		time.Sleep(time.Until(begin.Add(at)))
+	// The monitor writes the log whether the daemon is up or not: its
+	// growth says where the burst is. Each kill lands once lines have
+	// flowed since the last start, and the daemon stays down until more
+	// have been written meanwhile (unless the burst has ended).
+	logPath := e.ContainerStatus(id).LogPath
+	grown := func(what string, by int64) {
+		from := int64(0)
+		if fi, err := os.Stat(logPath); err == nil {
+			from = fi.Size()
+		}
+		harness.Eventually(t, what, 60*time.Second, func() error {
+			b, err := os.ReadFile(logPath)
+			if err != nil {
+				return err
+			}
+			if int64(len(b)) >= from+by || strings.Contains(string(b), " F done ") {
+				return nil
+			}
+			return fmt.Errorf("log at %d bytes, waiting for %d: %w", len(b), from+by, harness.ErrNotYet)
+		})
+	}
+	// About 6 MiB in all here: the kills land a fifth and half-way in.
+	for _, before := range []int64{1 << 20, 2 << 20} {
+		grown("burst lines flow to the log before the kill", before)
 		e.Kill()
-		time.Sleep(2 * time.Second)
+		grown("burst lines flow to the log while the daemon is down", 512<<10)
 		e.Start()
 	}
 	harness.Eventually(t, "burst container exits", 90*time.Second, func() error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -175,13 +176,17 @@ func TestAttachTTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The resize and the typing travel separate streams: type until the
-	// shell reports the new size.
+	// shell reports the new size, each time waiting for its answer ("got:"
+	// is the script's, not the tty's echo of the typing, and stty's line,
+	// the size or an error while the terminal has none yet, follows it).
+	asked := 0
 	harness.Eventually(t, "container sees 33 111", 30*time.Second, func() error {
-		io.WriteString(c.f.(io.Writer), "size\n")
-		time.Sleep(300 * time.Millisecond)
+		asked++
+		io.WriteString(c.f.(io.Writer), fmt.Sprintf("size-%d\n", asked))
+		c.expectRe(t, regexp.MustCompile(fmt.Sprintf(`got:size-%d\r?\n[^\r\n]+\r?\n`, asked)))
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if s := c.buf.String(); !strings.Contains(s, "got:size") || !strings.Contains(s, "33 111") {
+		if s := c.buf.String(); !strings.Contains(s, "33 111") {
 			return fmt.Errorf("terminal so far %q", s)
 		}
 		return nil

@@ -31,7 +31,27 @@ func TestEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let both subscriptions register (no assertion on timing)
+	// A subscription only sees what happens once the daemon has registered
+	// it, and the client's call returns before that: make marker pods until
+	// each stream has seen one, then the real lifecycle is seen whole. The
+	// markers' own events are skipped below.
+	streams := []<-chan recvResult{pump(subA), pump(subB)}
+	markers := map[string]bool{}
+	live := make([]bool, len(streams))
+	harness.Eventually(t, "both subscriptions receive events", time.Minute, func() error {
+		id, _ := d.CrictlRunPod(fmt.Sprintf("ev-marker-%d", len(markers)))
+		markers[id] = true
+		for i, ch := range streams {
+			for !live[i] {
+				r, err := recvFrom(ch, 5*time.Second)
+				if err != nil {
+					return fmt.Errorf("stream %d: %w", i, err)
+				}
+				live[i] = markers[r.ContainerId]
+			}
+		}
+		return nil
+	})
 
 	pod, podCfg := d.CrictlRunPod("ev")
 	ctr := d.CrictlStartContainer(pod, d.ContainerConfigFile("ev", ref, "sh", "-c", "sleep 1; exit 3"), podCfg)
@@ -54,16 +74,18 @@ func TestEvents(t *testing.T) {
 		"CONTAINER_STOPPED_EVENT " + ctr, "CONTAINER_DELETED_EVENT " + ctr,
 		"CONTAINER_STOPPED_EVENT " + pod, "CONTAINER_DELETED_EVENT " + pod,
 	}
-	for _, sub := range []cri.RuntimeService_GetContainerEventsClient{subA, subB} {
+	for _, ch := range streams {
 		// Every RPC above has returned, so every event is published: one
 		// that is missing fails the test now instead of holding Recv until
 		// the stream's 2 minutes run out (how a failure took 122 s).
-		recv := recvWithin(sub, 15*time.Second)
 		var got []string
 		for len(got) < len(want) {
-			e, err := recv()
+			e, err := recvFrom(ch, 15*time.Second)
 			if err != nil {
 				t.Fatalf("after %v: %v", got, err)
+			}
+			if markers[e.ContainerId] {
+				continue
 			}
 			got = append(got, e.ContainerEventType.String()+" "+e.ContainerId)
 			ps := e.GetPodSandboxStatus()
@@ -92,23 +114,38 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-// recvWithin returns a Recv for sub that gives up after d without an event.
-func recvWithin(sub cri.RuntimeService_GetContainerEventsClient, d time.Duration) func() (*cri.ContainerEventResponse, error) {
-	type res struct {
-		e   *cri.ContainerEventResponse
-		err error
-	}
-	ch := make(chan res, 1)
-	return func() (*cri.ContainerEventResponse, error) {
-		go func() {
+type recvResult struct {
+	e   *cri.ContainerEventResponse
+	err error
+}
+
+// pump receives from sub in one goroutine (a stream's Recv must not be
+// called from two at once) until the stream ends (the test's context).
+func pump(sub cri.RuntimeService_GetContainerEventsClient) <-chan recvResult {
+	ch := make(chan recvResult, 64)
+	go func() {
+		for {
 			e, err := sub.Recv()
-			ch <- res{e, err}
-		}()
-		select {
-		case r := <-ch:
-			return r.e, r.err
-		case <-time.After(d):
-			return nil, fmt.Errorf("no event within %v", d)
+			ch <- recvResult{e, err}
+			if err != nil {
+				close(ch)
+				return
+			}
 		}
+	}()
+	return ch
+}
+
+// recvFrom is the next event of a pumped stream, an error if none comes
+// within d.
+func recvFrom(ch <-chan recvResult, d time.Duration) (*cri.ContainerEventResponse, error) {
+	select {
+	case r, ok := <-ch:
+		if !ok {
+			return nil, fmt.Errorf("stream ended")
+		}
+		return r.e, r.err
+	case <-time.After(d):
+		return nil, fmt.Errorf("no event within %v", d)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,19 @@ func (d *daemon) crictlPTY(t *testing.T, args ...string) *ptyConsole {
 	return c
 }
 
+// expectRe waits until the terminal's output so far matches re.
+func (c *ptyConsole) expectRe(t *testing.T, re *regexp.Regexp) {
+	t.Helper()
+	harness.Eventually(t, "terminal matches "+re.String(), 30*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !re.Match(c.buf.Bytes()) {
+			return fmt.Errorf("terminal so far: %q", c.buf.String())
+		}
+		return nil
+	})
+}
+
 func (c *ptyConsole) expect(t *testing.T, what string) {
 	t.Helper()
 	harness.Eventually(t, "terminal shows "+what, 30*time.Second, func() error {
@@ -85,10 +99,14 @@ func TestExecTTY(t *testing.T) {
 	if err := c.resize(33, 111); err != nil {
 		t.Fatal(err)
 	}
-	// crictl forwards SIGWINCH as a resize; poll until the shell sees it.
+	// crictl forwards SIGWINCH as a resize, beside the typing: ask the
+	// shell until it reports the new size, each time waiting for its
+	// answer (computed, so the tty's echo of the typing cannot match).
+	asked := 0
 	harness.Eventually(t, "window size change seen in the container", 30*time.Second, func() error {
-		io.WriteString(c.f.(io.Writer), "stty size\n")
-		time.Sleep(200 * time.Millisecond)
+		asked++
+		io.WriteString(c.f.(io.Writer), fmt.Sprintf("stty size; echo answered-$((%d+1000))\n", asked))
+		c.expect(t, fmt.Sprintf("answered-%d", asked+1000))
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !strings.Contains(c.buf.String(), "33 111") {

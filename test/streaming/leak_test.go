@@ -76,9 +76,18 @@ func TestExecNoLeaks(t *testing.T) {
 	pids := filepath.Join("/sys/fs/cgroup/pids", d.bundleCgroup(ctr), "pids.current")
 
 	d.Crictl("exec", ctr, "true") // warm up connections and caches
-	time.Sleep(time.Second)
-	d.counts(t, metrics) // the scrape's own keep-alive connection is part of the baseline
-	base := d.counts(t, metrics)
+	d.counts(t, metrics)          // the scrape's own keep-alive connection is part of the baseline
+	// The warm-up session winds down after crictl returns: the baseline is
+	// taken once two reads in a row agree.
+	var base counts
+	harness.Eventually(t, "daemon counts settle after the warm-up exec", 30*time.Second, func() error {
+		a, b := d.counts(t, metrics), d.counts(t, metrics)
+		if a != b {
+			return fmt.Errorf("%+v then %+v: %w", a, b, harness.ErrNotYet)
+		}
+		base = b
+		return nil
+	})
 	basePids, _ := os.ReadFile(pids)
 
 	const sessions, parallel = 200, 8
