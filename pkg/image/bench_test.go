@@ -2,6 +2,7 @@ package image
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -106,6 +107,55 @@ func BenchmarkPrepareRootfs(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
+			}
+		})
+	}
+}
+
+// unpackBenchTar is an uncompressed layer of files entries of size bytes
+// each, spread over dirs directories, in the order docker writes them.
+func unpackBenchTar(b *testing.B, dirs, files, size int) []byte {
+	b.Helper()
+	data := string(make([]byte, size))
+	entries := []tarEntry{{name: "usr/", typ: tar.TypeDir, mode: 0o755}}
+	for d := range dirs {
+		dir := fmt.Sprintf("usr/d%03d/", d)
+		entries = append(entries, tarEntry{name: dir, typ: tar.TypeDir, mode: 0o755})
+		for f := range files / dirs {
+			entries = append(entries, tarEntry{name: fmt.Sprintf("%sf%04d", dir, f), typ: tar.TypeReg, mode: 0o644, data: data})
+			if f%10 == 0 {
+				entries = append(entries, tarEntry{name: fmt.Sprintf("%sl%04d", dir, f), typ: tar.TypeSymlink, link: fmt.Sprintf("f%04d", f)})
+			}
+		}
+	}
+	return buildTar(b, entries)
+}
+
+// BenchmarkUnpackLayer measures the tar extractor alone (no network, no
+// decompression): a busybox-size layer (~400 entries) and a bigger one
+// (~11,000 entries, 88 MiB), the shapes of a small and a distro image.
+func BenchmarkUnpackLayer(b *testing.B) {
+	requireRoot(b)
+	for _, tc := range []struct {
+		name               string
+		dirs, files, bytes int
+	}{
+		{"busybox-size", 4, 400, 2 << 10},
+		{"bigger", 100, 10000, 8 << 10},
+	} {
+		raw := unpackBenchTar(b, tc.dirs, tc.files, tc.bytes)
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dir := filepath.Join(b.TempDir(), "l")
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if _, err := unpackLayer(context.Background(), bytes.NewReader(raw), dir); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -62,6 +62,9 @@ type Options struct {
 	// ObservePull, when set, is told each Pull's bytes fetched from
 	// registries, duration and error, for the daemon's metrics.
 	ObservePull func(bytes int64, d time.Duration, err error)
+	// Limits bound what one pull or import may cost; zero fields take
+	// DefaultLimits.
+	Limits Limits
 }
 
 // Auth holds the credentials of a CRI AuthConfig. Auth is base64 "user:pass".
@@ -110,6 +113,7 @@ type Store struct {
 	log        *slog.Logger
 	registries map[string]RegistryHost
 	overlayOpt string // extra overlay mount options decided once at New
+	limits     Limits
 
 	observePull func(bytes int64, d time.Duration, err error)
 
@@ -157,6 +161,7 @@ func New(opts Options) (*Store, error) {
 		log:         log.With("component", "image"),
 		registries:  opts.Registries,
 		overlayOpt:  overlayExtraOptions(),
+		limits:      opts.Limits.withDefaults(),
 		observePull: opts.ObservePull,
 		leases:      map[string]int{},
 		usage:       map[string]*usageFile{},

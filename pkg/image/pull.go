@@ -84,8 +84,9 @@ func newTransports() (secure, insecure http.RoundTripper) {
 // ggcr falls back to http for RFC 1918 addresses on its own, which would
 // send credentials and accept content in the clear.
 type schemeGuard struct {
-	next      http.RoundTripper
-	plainHTTP bool
+	next        http.RoundTripper
+	plainHTTP   bool
+	maxManifest int64
 }
 
 func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -93,6 +94,9 @@ func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("refusing plain HTTP to %s: not a loopback registry and not configured insecure", req.URL.Host)
 	}
 	resp, err := g.next.RoundTrip(req)
+	if err == nil {
+		resp, err = limitManifest(req, resp, g.maxManifest)
+	}
 	if n, ok := req.Context().Value(pullBytesKey{}).(*atomic.Int64); ok && err == nil && resp.Body != nil {
 		resp.Body = &countingBody{ReadCloser: resp.Body, n: n}
 	}
@@ -176,7 +180,7 @@ func (s *Store) pullFrom(ctx context.Context, p *parsedRef, ep endpoint, auth *A
 	}
 	opts := []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithTransport(schemeGuard{next: rt, plainHTTP: ep.plainHTTP}),
+		remote.WithTransport(schemeGuard{next: rt, plainHTTP: ep.plainHTTP, maxManifest: s.limits.MaxManifestBytes}),
 		remote.WithAuth(authenticator(auth, ep)),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}),
 		remote.WithJobs(maxParallelLayers),
@@ -197,7 +201,10 @@ func (s *Store) pullFrom(ctx context.Context, p *parsedRef, ep endpoint, auth *A
 		return nil, fmt.Errorf("resolve image for linux/%s: %w", runtime.GOARCH, err)
 	}
 	in.img = img
-	if t := p.tagRef(); t != "" {
+	// A ref with both tag and digest pulls by digest and records only the
+	// digest, as containerd does: the tag is the user's note, not a claim
+	// the registry vouched for, so the local tag never moves.
+	if t := p.tagRef(); t != "" && p.digest == "" {
 		in.tags = []string{t}
 	}
 	// RepoDigests carries the digest the user can pull by: the index's for a

@@ -889,13 +889,17 @@ func TestNewDiscardsCrashLeftovers(t *testing.T) {
 func TestPrepareRootfsManyLayers(t *testing.T) {
 	reg := startRegistry(t, nil)
 	s := newStore(t, nil)
+	s.limits.MaxLayers = 1000
 	tests := []struct {
 		layers  int
 		wantErr bool
 	}{
 		// 60 absolute layer paths overflow the one-page mount data; fd paths fit.
 		{layers: 60},
-		// Even /proc/self/fd/N names cannot fit this many.
+		// The most a pull accepts (max_layers) fits too.
+		{layers: 128},
+		// Even /proc/self/fd/N names cannot fit this many (only a store
+		// configured above the default max_layers pulls it).
 		{layers: 300, wantErr: true},
 	}
 	for _, tc := range tests {

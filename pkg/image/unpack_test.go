@@ -168,18 +168,113 @@ func TestUnpackLayer(t *testing.T) {
 			},
 		},
 		{
-			name: "symlinked parent cannot lead out",
+			name: "symlinked parent resolves inside the layer",
 			entries: []tarEntry{
-				{name: "esc", typ: tar.TypeSymlink, link: "../outside"},
+				{name: "sub/", typ: tar.TypeDir, mode: 0o755},
+				{name: "esc", typ: tar.TypeSymlink, link: "../../sub"},
 				{name: "esc/file", typ: tar.TypeReg, data: "x"},
 				{name: "abs", typ: tar.TypeSymlink, link: "/"},
 				{name: "abs/file2", typ: tar.TypeReg, data: "y"},
 			},
 			check: func(t *testing.T, root, outside string) {
 				assertEmpty(t, outside)
-				for _, p := range []string{"outside/file", "file2"} {
+				for _, p := range []string{"sub/file", "file2"} {
 					if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 						t.Errorf("%s not inside the layer: %v", p, err)
+					}
+				}
+			},
+		},
+		{
+			name: "dangling symlinked parent fails",
+			entries: []tarEntry{
+				{name: "esc", typ: tar.TypeSymlink, link: "../outside"},
+				{name: "esc/file", typ: tar.TypeReg, data: "x"},
+			},
+			wantErr: `parent "esc"`,
+		},
+		{
+			name: "implicit parent swapped for a symlink",
+			entries: []tarEntry{
+				{name: "a/b/c", typ: tar.TypeReg, data: "first"},
+				{name: "a/b", typ: tar.TypeSymlink, link: "../../outside"},
+				{name: "a/b/pwned", typ: tar.TypeReg, data: "x"},
+			},
+			wantErr: `parent "a/b"`,
+		},
+		{
+			// The parent-swap: "a" and "a/outside" are made implicitly, then
+			// "a" becomes a symlink that, followed on the host, leads to the
+			// layer dir's sibling. Inside the root ".." is the root itself.
+			name: "implicit grandparent swapped for a symlink",
+			entries: []tarEntry{
+				{name: "a/outside/c", typ: tar.TypeReg, data: "first"},
+				{name: "a", typ: tar.TypeSymlink, link: ".."},
+				{name: "a/outside/pwned", typ: tar.TypeReg, data: "x"},
+				{name: "a/outside/.wh.victim", typ: tar.TypeReg},
+				{name: "a/outside/hl", typ: tar.TypeLink, link: "a/outside/pwned"},
+				{name: "a/outside/.wh..wh..opq", typ: tar.TypeReg},
+			},
+			check: func(t *testing.T, root, outside string) {
+				assertEmpty(t, outside)
+				for _, p := range []string{"outside/pwned", "outside/victim", "outside/hl"} {
+					if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+						t.Errorf("%s not inside the layer: %v", p, err)
+					}
+				}
+			},
+		},
+		{
+			name: "implicit parent swapped for a dangling symlink fails",
+			entries: []tarEntry{
+				{name: "a/b/c", typ: tar.TypeReg, data: "first"},
+				{name: "a", typ: tar.TypeSymlink, link: "../outside"},
+				{name: "a/b/.wh.victim", typ: tar.TypeReg},
+			},
+			wantErr: `parent "a/b"`,
+		},
+		{
+			name: "implicit parent swapped for an absolute symlink stays inside",
+			entries: []tarEntry{
+				{name: "x/y/f", typ: tar.TypeReg, data: "first"},
+				{name: "x/y", typ: tar.TypeSymlink, link: "/"},
+				{name: "x/y/pwned", typ: tar.TypeReg, data: "x"},
+				{name: "x/y/.wh.victim", typ: tar.TypeReg},
+				{name: "x/y/hl", typ: tar.TypeLink, link: "x/y/pwned"},
+			},
+			check: func(t *testing.T, root, outside string) {
+				assertEmpty(t, outside)
+				for _, p := range []string{"pwned", "victim", "hl"} {
+					if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+						t.Errorf("%s not inside the layer: %v", p, err)
+					}
+				}
+			},
+		},
+		{
+			name: "privileged xattrs dropped, user and capability kept",
+			entries: []tarEntry{
+				{name: "f", typ: tar.TypeReg, data: "x", xattrs: map[string]string{
+					"user.keep":                "1",
+					"trusted.overlay.opaque":   "y",
+					"trusted.overlay.redirect": "/etc",
+					"security.selinux":         "system_u:object_r:shadow_t:s0",
+				}},
+				{name: "d/", typ: tar.TypeDir, mode: 0o755, xattrs: map[string]string{"trusted.overlay.opaque": "y"}},
+			},
+			check: func(t *testing.T, root, _ string) {
+				buf := make([]byte, 64)
+				if n, err := unix.Lgetxattr(filepath.Join(root, "f"), "user.keep", buf); err != nil || string(buf[:n]) != "1" {
+					t.Errorf("user.keep: %q %v", buf[:n], err)
+				}
+				for p, names := range map[string][]string{
+					"f": {"trusted.overlay.opaque", "trusted.overlay.redirect"},
+					"d": {"trusted.overlay.opaque"},
+				} {
+					for _, n := range names {
+						if _, err := unix.Lgetxattr(filepath.Join(root, p), n, buf); err == nil {
+							t.Errorf("%s: %s copied from the layer", p, n)
+						}
 					}
 				}
 			},
