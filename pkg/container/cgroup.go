@@ -194,6 +194,9 @@ func (m *Manager) UpdatePodResources(sandboxID string, r *Resources) error {
 	if r == nil {
 		return nil
 	}
+	if err := validateResources(r); err != nil {
+		return err
+	}
 	sb, err := m.opts.Sandboxes.Get(sandboxID)
 	if err != nil {
 		return err

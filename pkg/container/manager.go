@@ -262,6 +262,9 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 	if sb.State != sandbox.StateReady {
 		return nil, fmt.Errorf("sandbox %s: %w", sb.ID, sandbox.ErrNotReady)
 	}
+	if err := validateInSandbox(&cfg, sb); err != nil {
+		return nil, err
+	}
 	img, err := m.opts.Images.Get(cfg.Image)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", cfg.Image, err)

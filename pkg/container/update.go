@@ -19,6 +19,9 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 	if r == nil {
 		return fmt.Errorf("no linux resources given: %w", ErrInvalid)
 	}
+	if err := validateResources(r); err != nil {
+		return err
+	}
 	c, err := m.load(idOrPrefix)
 	if err != nil {
 		return err

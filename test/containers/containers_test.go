@@ -48,7 +48,9 @@ func newEnvWith(t *testing.T, configTOML, handler string) *env {
 		Metadata:     &cri.PodSandboxMetadata{Name: "ctr", Namespace: "containers", Uid: harness.RandHex(16)},
 		Hostname:     "ctr",
 		LogDirectory: e.logDir,
-		Linux:        &cri.LinuxPodSandboxConfig{},
+		// Some subtests run privileged containers, which only a
+		// privileged pod may hold (as in containerd and Kubernetes).
+		Linux: &cri.LinuxPodSandboxConfig{SecurityContext: &cri.LinuxSandboxSecurityContext{Privileged: true}},
 	}
 	resp, err := rs.RunPodSandbox(ctx(t), &cri.RunPodSandboxRequest{Config: e.podCfg, RuntimeHandler: handler})
 	if err != nil {
