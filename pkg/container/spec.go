@@ -114,6 +114,10 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	}
 	s.Linux.CgroupsPath = oci.CgroupsPath(in.CgroupDriver, sb.Config.CgroupParent, in.ID)
 	applyResources(s, c.Resources, in.MinOOMScoreAdj)
+	if s.Process.OOMScoreAdj == nil { // nothing asked: 0, never the daemon's own
+		adj := max(0, in.MinOOMScoreAdj)
+		s.Process.OOMScoreAdj = &adj
+	}
 	if in.NoSwapAccounting && s.Linux.Resources.Memory != nil {
 		// The kubelet sets swap = limit even where the kernel accounts no
 		// swap; runc would fail on the missing memsw file (containerd drops it too).
@@ -494,13 +498,11 @@ func applyResources(s *specs.Spec, r *Resources, minOOM int) {
 	for size, limit := range r.HugepageLimits {
 		lr.HugepageLimits = append(lr.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: size, Limit: limit})
 	}
-	adj := int(r.OOMScoreAdj)
-	if adj < minOOM {
-		adj = minOOM
-	}
-	if adj != 0 {
-		s.Process.OOMScoreAdj = &adj
-	}
+	// Always set, 0 included: left out, runc would pass on the daemon's
+	// own score (-999 under its unit) and the container would be the
+	// last thing the kernel kills. 1000 is the kernel's maximum.
+	adj := min(max(int(r.OOMScoreAdj), minOOM), 1000)
+	s.Process.OOMScoreAdj = &adj
 }
 
 func securejoinPath(root, p string) (string, error) { return securejoin.SecureJoin(root, p) }

@@ -655,7 +655,9 @@ func TestApplyResources(t *testing.T) {
 		min  int
 		want *int
 	}{
-		{"below minimum clamped up", -997, 0, nil},
+		{"below minimum clamped up", -997, 0, ptrInt(0)},
+		{"nothing asked under a daemon at -999 is 0, not inherited", 0, -999, ptrInt(0)},
+		{"above the kernel's maximum", 1001, 0, ptrInt(1000)},
 		{"below negative minimum clamped to it", -999, -500, ptrInt(-500)},
 		{"guaranteed with privileges", -997, -1000, ptrInt(-997)},
 		{"burstable", 500, 0, ptrInt(500)},
@@ -842,8 +844,8 @@ func TestBuildSpec(t *testing.T) {
 	if m := s.Linux.Resources.Memory; m == nil || *m.Limit != 64<<20 {
 		t.Errorf("memory = %+v", m)
 	}
-	if s.Process.OOMScoreAdj != nil {
-		t.Errorf("oom_score_adj = %d, want unset (clamped to 0)", *s.Process.OOMScoreAdj)
+	if s.Process.OOMScoreAdj == nil || *s.Process.OOMScoreAdj != 0 {
+		t.Errorf("oom_score_adj = %v, want 0 (clamped)", deref(s.Process.OOMScoreAdj))
 	}
 	if !reflect.DeepEqual(s.Linux.Sysctl, map[string]string{"kernel.shm_rmid_forced": "1"}) {
 		t.Errorf("sysctl = %v", s.Linux.Sysctl)

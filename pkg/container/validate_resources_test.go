@@ -2,6 +2,7 @@ package container
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -93,6 +94,37 @@ func TestValidateInSandbox(t *testing.T) {
 			}
 			if err != nil && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "no privileged container allowed in sandbox")) {
 				t.Fatalf("error %v: want ErrInvalid and containerd's wording", err)
+			}
+		})
+	}
+}
+
+// A container the kubelet asked nothing of gets 0, never the daemon's own
+// oom_score_adj (-999 under its systemd unit) through runc's inheritance.
+func TestBuildSpecOOMScoreAdjNotInherited(t *testing.T) {
+	rootfs := rootfsWith(t, testPasswd, testGroup)
+	sb := testSandbox(filepath.Join(t.TempDir(), "pod"))
+	for _, tt := range []struct {
+		name string
+		res  *Resources
+		min  int
+		want int
+	}{
+		{"no resources, daemon at -999", nil, -999, 0},
+		{"zero asked, daemon at -999", &Resources{}, -999, 0},
+		{"guaranteed asks -997, daemon at -999", &Resources{OOMScoreAdj: -997}, -999, -997},
+		{"guaranteed asks -997, daemon at 0 without CAP_SYS_RESOURCE", &Resources{OOMScoreAdj: -997}, 0, 0},
+		{"besteffort asks 1000", &Resources{OOMScoreAdj: 1000}, -999, 1000},
+		{"no resources, daemon at 300", nil, 300, 300},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &Config{Name: "c", Image: "sha256:abc", Command: []string{"/x"}, Resources: tt.res}
+			s, err := buildSpec(specInput{ID: "c1", Config: cfg, Sandbox: sb, Image: img(nil, nil), Rootfs: rootfs, CgroupDriver: "cgroupfs", MinOOMScoreAdj: tt.min})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Process.OOMScoreAdj; got == nil || *got != tt.want {
+				t.Fatalf("oom_score_adj = %v, want %d", deref(got), tt.want)
 			}
 		})
 	}
