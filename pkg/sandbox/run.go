@@ -412,6 +412,9 @@ func (m *Manager) pauseSpec(sb *Sandbox, rootfs string, args []string) *specs.Sp
 	s.Process.Capabilities = &specs.LinuxCapabilities{}
 	s.Process.NoNewPrivileges = true
 	s.Process.User = specs.User{UID: 65535, GID: 65535}
+	// Set, never inherited: the daemon's own score (-999) is not pause's.
+	adj := pauseOOMScore(ownOOMScoreAdj())
+	s.Process.OOMScoreAdj = &adj
 	s.Hostname = sb.Config.Hostname
 	// The pause process needs no /dev/pts, /dev/mqueue or cgroupfs: fewer
 	// mounts make runc faster on every pod start.
