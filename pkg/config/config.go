@@ -92,6 +92,15 @@ type CNI struct {
 type Registry struct {
 	Insecure []string            `toml:"insecure" comment:"registries reached over plain HTTP (localhost and 127.0.0.1 always are)"`
 	Mirrors  map[string][]string `toml:"mirrors" comment:"per registry host, endpoints tried in order before the host itself, e.g. \"docker.io\" = [\"http://127.0.0.1:5000\"]"`
+
+	// What one image pull or import may cost; over a limit the pull fails
+	// and leaves nothing behind. 0 means the built-in default (for
+	// max_pull_bytes: no budget).
+	MaxManifestBytes   int64  `toml:"max_manifest_bytes" comment:"largest manifest or index accepted, in bytes"`
+	MaxConfigBytes     int64  `toml:"max_config_bytes" comment:"largest image config accepted, in bytes"`
+	MaxLayers          int    `toml:"max_layers" comment:"most layers an image may have (containerd: 128)"`
+	MaxZstdWindowBytes uint64 `toml:"max_zstd_window_bytes" comment:"largest zstd window a layer may ask the decoder for, in bytes (bounds the memory of a pull)"`
+	MaxPullBytes       int64  `toml:"max_pull_bytes" comment:"budget of one pull: bytes its layers may write (file contents + 512 per entry); 0 means no budget"`
 }
 
 // Duration is a time.Duration written as "2m30s" in TOML.
@@ -126,7 +135,8 @@ func Default() Config {
 			BinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
 			Timeout: Duration{2 * time.Minute},
 		},
-		Registry:         Registry{Insecure: []string{}, Mirrors: map[string][]string{}},
+		Registry: Registry{Insecure: []string{}, Mirrors: map[string][]string{},
+			MaxManifestBytes: 4 << 20, MaxConfigBytes: 8 << 20, MaxLayers: 128, MaxZstdWindowBytes: 128 << 20},
 		MaxLogLine:       16 * 1024,
 		ImagePullTimeout: Duration{10 * time.Minute},
 		StreamServer:     StreamServer{Address: "127.0.0.1", IdleTimeout: Duration{4 * time.Hour}},

@@ -106,16 +106,16 @@ func (s *Store) inspect(img v1.Image) (*inspected, error) {
 		return nil, fmt.Errorf("parse manifest: %w", err)
 	}
 	if n := len(im.manifest.Layers); n > s.limits.MaxLayers {
-		return nil, fmt.Errorf("%w: %d layers, over the limit of %d (image max_layers)", ErrLimit, n, s.limits.MaxLayers)
+		return nil, fmt.Errorf("%w: %d layers, over the limit of %d (registry.max_layers)", ErrLimit, n, s.limits.MaxLayers)
 	}
 	if n := im.manifest.Config.Size; n > s.limits.MaxConfigBytes {
-		return nil, fmt.Errorf("%w: image config of %d bytes is over the %d-byte limit (image max_config_bytes)", ErrLimit, n, s.limits.MaxConfigBytes)
+		return nil, fmt.Errorf("%w: image config of %d bytes is over the %d-byte limit (registry.max_config_bytes)", ErrLimit, n, s.limits.MaxConfigBytes)
 	}
 	if im.configRaw, err = img.RawConfigFile(); err != nil {
 		return nil, fmt.Errorf("read image config: %w", err)
 	}
 	if n := int64(len(im.configRaw)); n > s.limits.MaxConfigBytes {
-		return nil, fmt.Errorf("%w: image config of %d bytes is over the %d-byte limit (image max_config_bytes)", ErrLimit, n, s.limits.MaxConfigBytes)
+		return nil, fmt.Errorf("%w: image config of %d bytes is over the %d-byte limit (registry.max_config_bytes)", ErrLimit, n, s.limits.MaxConfigBytes)
 	}
 	im.configDigest = digestOf(im.configRaw)
 	if im.configDigest != im.manifest.Config.Digest.String() {
@@ -539,7 +539,7 @@ type zstdLimitErr struct {
 func (z zstdLimitErr) Read(p []byte) (int, error) {
 	n, err := z.ReadCloser.Read(p)
 	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-		err = fmt.Errorf("%w: zstd window over %d bytes (image max_zstd_window_bytes): %v", ErrLimit, z.max, err)
+		err = fmt.Errorf("%w: zstd window over %d bytes (registry.max_zstd_window_bytes): %v", ErrLimit, z.max, err)
 	}
 	return n, err
 }

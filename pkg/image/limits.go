@@ -84,7 +84,7 @@ func (b *byteBudget) take(n int64) error {
 		return nil
 	}
 	if b.left.Add(-n) < 0 {
-		return fmt.Errorf("%w: the pull would write more than %d bytes (image max_pull_bytes)", ErrLimit, b.limit)
+		return fmt.Errorf("%w: the pull would write more than %d bytes (registry.max_pull_bytes)", ErrLimit, b.limit)
 	}
 	return nil
 }
@@ -126,7 +126,7 @@ func limitManifest(req *http.Request, resp *http.Response, max int64) (*http.Res
 }
 
 func manifestTooBig(n, max int64) error {
-	return fmt.Errorf("%w: manifest of %d bytes is over the %d-byte limit (image max_manifest_bytes)", ErrLimit, n, max)
+	return fmt.Errorf("%w: manifest of %d bytes is over the %d-byte limit (registry.max_manifest_bytes)", ErrLimit, n, max)
 }
 
 type limitedBody struct {
