@@ -165,7 +165,8 @@ func run(cfg config.Config, log *slog.Logger) error {
 		registries[h] = r
 	}
 	mx := newMetrics(cfg.MetricsAddress)
-	images, err := image.New(image.Options{Root: filepath.Join(cfg.Root, "image"), DB: db, Registries: registries, Logger: log, ObservePull: mx.ObservePull})
+	images, err := image.New(image.Options{Root: filepath.Join(cfg.Root, "image"), DB: db, Registries: registries, Logger: log, ObservePull: mx.ObservePull,
+		Limits: image.Limits{MaxManifestBytes: cfg.Registry.MaxManifestBytes, MaxConfigBytes: cfg.Registry.MaxConfigBytes, MaxLayers: cfg.Registry.MaxLayers, MaxZstdWindow: cfg.Registry.MaxZstdWindowBytes, MaxPullBytes: cfg.Registry.MaxPullBytes}})
 	if err != nil {
 		return err
 	}
