@@ -1,9 +1,13 @@
 package containers
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -268,6 +272,64 @@ exec sleep 3600`
 		out := strings.Join(strings.Fields(string(r.Stdout)), " ")
 		if r.ExitCode != 0 || !strings.HasPrefix(out, fmt.Sprintf("0 0 %d 65536 written", hostBase)) {
 			t.Errorf("exec: exit %d, %q %q", r.ExitCode, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("Streaming", func(t *testing.T) {
+		// Port-forward into the pod's netns (owned by its user namespace),
+		// streaming exec and attach, through the daemon's stream server.
+		web := &cri.ContainerConfig{
+			Metadata: &cri.ContainerMetadata{Name: "web"}, Image: &cri.ImageSpec{Image: ref}, LogPath: "web.log",
+			Command: []string{"sh", "-c", "mkdir -p /www && echo pf-ok > /www/index.html && exec httpd -f -p 8080 -h /www"},
+		}
+		attach := &cri.ContainerConfig{
+			Metadata: &cri.ContainerMetadata{Name: "attach"}, Image: &cri.ImageSpec{Image: ref}, LogPath: "attach.log",
+			Command: []string{"sh", "-c", "read l; echo got-$l"}, Stdin: true, StdinOnce: true,
+		}
+		ids := map[string]string{}
+		for _, cfg := range []*cri.ContainerConfig{web, attach} {
+			r, err := rs.CreateContainer(ctx(t), &cri.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pc})
+			if err != nil {
+				t.Fatalf("CreateContainer %s: %v", cfg.Metadata.Name, err)
+			}
+			if _, err := rs.StartContainer(ctx(t), &cri.StartContainerRequest{ContainerId: r.ContainerId}); err != nil {
+				t.Fatalf("StartContainer %s: %v", cfg.Metadata.Name, err)
+			}
+			ids[cfg.Metadata.Name] = r.ContainerId
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		pctx, cancel := context.WithCancel(context.Background())
+		pf := exec.CommandContext(pctx, harness.CrictlPath(), "--config", d.CrictlYAML, "port-forward", podID, fmt.Sprintf("%d:8080", local))
+		if err := pf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cancel(); pf.Wait() })
+		client := &http.Client{Timeout: 5 * time.Second}
+		harness.Eventually(t, "GET through port-forward", 30*time.Second, func() error {
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/", local))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), "pf-ok") {
+				return fmt.Errorf("%s %q", resp.Status, body)
+			}
+			return nil
+		})
+		if out := d.Crictl("exec", ids["web"], "sh", "-c", "id -u; cat /proc/self/uid_map"); !strings.Contains(strings.Join(strings.Fields(out), " "), fmt.Sprintf("0 0 %d 65536", hostBase)) {
+			t.Errorf("crictl exec: %q", out)
+		}
+		at := exec.Command(harness.CrictlPath(), "--config", d.CrictlYAML, "attach", "-i", ids["attach"])
+		at.Stdin = strings.NewReader("hello\n")
+		out, err := at.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "got-hello") {
+			t.Errorf("crictl attach: %v %q", err, out)
 		}
 	})
 
