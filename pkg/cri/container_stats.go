@@ -2,8 +2,6 @@ package cri
 
 import (
 	"context"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -12,44 +10,19 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/pod-shim/pod-shim/pkg/container"
-	"github.com/pod-shim/pod-shim/pkg/oci"
 	"github.com/pod-shim/pod-shim/pkg/stats"
 )
 
-// statsSource holds what stats calls need beyond the managers: the cgroup
-// sampler (with the previous CPU sample of every object) and the
-// containers' cgroup paths, which never change and would otherwise cost a
-// config.json parse per container per call.
+// statsSource is pkg/stats' Source; collector and layerRoot are its
+// fields under the names the image filesystem RPC reads.
 type statsSource struct {
+	*stats.Source
 	collector *stats.Collector
-	layerRoot string // <root>/image/containers: each container's upper dir is <id>/upper
-
-	mu      sync.Mutex
-	cgroups map[string]string
+	layerRoot string
 }
 
 func newStatsSource(c *stats.Collector, layerRoot string) *statsSource {
-	return &statsSource{collector: c, layerRoot: layerRoot, cgroups: map[string]string{}}
-}
-
-func (ss *statsSource) cgroupOf(c *container.Container) (string, error) {
-	ss.mu.Lock()
-	p, ok := ss.cgroups[c.ID]
-	ss.mu.Unlock()
-	if ok {
-		return p, nil
-	}
-	spec, err := oci.ReadBundle(c.Bundle)
-	if err != nil {
-		return "", err
-	}
-	if spec.Linux != nil {
-		p = spec.Linux.CgroupsPath
-	}
-	ss.mu.Lock()
-	ss.cgroups[c.ID] = p
-	ss.mu.Unlock()
-	return p, nil
+	return &statsSource{Source: stats.NewSource(c, layerRoot), collector: c, layerRoot: layerRoot}
 }
 
 // ContainerStats reports one container's usage.
@@ -103,24 +76,13 @@ func (s *Server) listContainerStats(f *runtimeapi.ContainerStatsFilter) ([]*runt
 		out = append(out, s.containerStats(c))
 	}
 	if f.GetId() == "" && f.GetPodSandboxId() == "" && len(f.GetLabelSelector()) == 0 {
-		s.stats.forgetExcept(cs)
+		live := make(map[string]bool, len(cs))
+		for _, c := range cs {
+			live[c.ID] = true
+		}
+		s.stats.Retain(live)
 	}
 	return out, nil
-}
-
-// forgetExcept drops cached samples of containers no longer listed.
-func (ss *statsSource) forgetExcept(cs []*container.Container) {
-	live := make(map[string]bool, len(cs))
-	for _, c := range cs {
-		live[c.ID] = true
-	}
-	ss.mu.Lock()
-	for id := range ss.cgroups {
-		if !live[id] {
-			delete(ss.cgroups, id)
-		}
-	}
-	ss.mu.Unlock()
 }
 
 func (s *Server) containerStats(c *container.Container) *runtimeapi.ContainerStats {
@@ -133,24 +95,21 @@ func (s *Server) containerStats(c *container.Container) *runtimeapi.ContainerSta
 		},
 	}
 	now := time.Now().UnixNano()
-	upper := filepath.Join(s.stats.layerRoot, c.ID, "upper")
-	u := s.stats.collector.Layer(c.ID, upper)
+	u := s.stats.Layer(c.ID)
 	out.WritableLayer = &runtimeapi.FilesystemUsage{
 		Timestamp:  now,
-		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: upper},
+		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.stats.UpperDir(c.ID)},
 		UsedBytes:  &runtimeapi.UInt64Value{Value: u.Bytes},
 		InodesUsed: &runtimeapi.UInt64Value{Value: u.Inodes},
 	}
 	if c.State != container.StateRunning {
 		return out
 	}
-	path, err := s.stats.cgroupOf(c)
-	if err != nil || path == "" {
-		return out
-	}
-	smp, err := s.stats.collector.Read(c.ID, path)
-	if err != nil {
-		s.log.Debug("container cgroup unreadable", "container", c.ID, "cgroup", path, "error", err)
+	smp, err := s.stats.Container(c.ID, c.Bundle)
+	if err != nil || smp == nil {
+		if err != nil {
+			s.log.Debug("container cgroup unreadable", "container", c.ID, "error", err)
+		}
 		return out
 	}
 	out.Cpu, out.Memory, out.Swap, out.Io = usageOf(smp)

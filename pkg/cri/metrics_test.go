@@ -1,7 +1,10 @@
 package cri
 
 import (
+	"strings"
 	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/pod-shim/pod-shim/pkg/stats"
 )
@@ -35,7 +38,7 @@ func TestMetricDescriptorsAreCadvisors(t *testing.T) {
 			t.Errorf("%s described twice", d.Name)
 		}
 		have[d.Name] = true
-		if d.Help == "" || len(d.LabelKeys) < len(baseLabels) {
+		if d.Help == "" || len(d.LabelKeys) < len(stats.BaseLabels) {
 			t.Errorf("%s: help %q, labels %v", d.Name, d.Help, d.LabelKeys)
 		}
 	}
@@ -46,44 +49,20 @@ func TestMetricDescriptorsAreCadvisors(t *testing.T) {
 	}
 }
 
-// Every metric built from a full sample has a descriptor with as many label
-// keys as it has values, and every described metric is produced.
-func TestMetricsMatchDescriptors(t *testing.T) {
-	m := &metricSet{labels: []string{"id", "c", "busybox"}, ts: 1}
-	psi := &stats.PSI{Some: stats.PSILine{Total: 5}, Full: stats.PSILine{Total: 3}}
-	cgroupMetrics(m, &stats.Cgroup{HasCPU: true, CPUUsageNanos: 10, HasMemory: true, MemoryUsage: 4096, HasPids: true, Pids: 2, CPUPSI: psi, MemoryPSI: psi, IOPSI: psi})
-	extraMetrics(m, &stats.Extra{
-		HasCPUStat: true, CPUUserNanos: 6, CPUSysNanos: 4, CPUQuota: 20000, CPUPeriod: 100000, CPUShares: 1024,
-		HasMemory: true, MemoryLimit: 64 << 20, HasThreads: true, Threads: 3,
-		Blkio:   []stats.BlkioStat{{Major: 8, Minor: 0, Op: "Read", Bytes: 4096, Ops: 1}, {Major: 8, Minor: 0, Op: "Write", Bytes: 8192, Ops: 2}},
-		HugeTLB: []stats.HugeTLBStat{{PageSize: "2MB"}},
-	}, stats.ProcStats{FDs: 3, Sockets: 1, MaxOpenFiles: 1024}, func(_, _ uint64) string { return "/dev/sda" })
-	networkMetrics(m, []stats.Interface{{Name: "eth0", RxBytes: 1}})
-	for _, n := range []string{"container_last_seen", "container_start_time_seconds"} {
-		m.add(n, 1)
+// criMetrics keeps each metric's name, type, labels and value.
+func TestCRIMetricsTranslate(t *testing.T) {
+	m := stats.NewMetricSet("id", "c", "busybox")
+	m.Add("container_processes", 3)
+	m.Add("container_cpu_usage_seconds_total", 10, "total")
+	got := criMetrics(m, 42)
+	if len(got) != 2 {
+		t.Fatalf("%d metrics, want 2", len(got))
 	}
-	for _, n := range []string{"container_fs_usage_bytes", "container_fs_limit_bytes", "container_fs_inodes_total", "container_fs_inodes_free"} {
-		m.add(n, 1, "/dev/sda")
+	if g := got[0]; g.Name != "container_processes" || g.MetricType != runtimeapi.MetricType_GAUGE || g.Timestamp != 42 ||
+		g.GetValue().GetValue() != 3 || strings.Join(g.LabelValues, ",") != "id,c,busybox" {
+		t.Errorf("gauge %v", g)
 	}
-	keys := map[string]int{}
-	for _, d := range metricDescriptors {
-		keys[d.Name] = len(d.LabelKeys)
-	}
-	seen := map[string]bool{}
-	for _, mt := range m.out {
-		n, ok := keys[mt.Name]
-		if !ok {
-			t.Errorf("%s has no descriptor", mt.Name)
-			continue
-		}
-		if n != len(mt.LabelValues) {
-			t.Errorf("%s: %d label values %v, descriptor has %d keys", mt.Name, len(mt.LabelValues), mt.LabelValues, n)
-		}
-		seen[mt.Name] = true
-	}
-	for name := range keys {
-		if !seen[name] {
-			t.Errorf("%s described but never produced", name)
-		}
+	if g := got[1]; g.MetricType != runtimeapi.MetricType_COUNTER || strings.Join(g.LabelValues, ",") != "id,c,busybox,total" {
+		t.Errorf("counter %v", g)
 	}
 }

@@ -90,20 +90,11 @@ func (s *Server) sandboxStats(sb *sandbox.Sandbox) (*runtimeapi.PodSandboxStats,
 			continue
 		}
 		linux.Containers = append(linux.Containers, s.containerStats(c))
-		if p, err := s.stats.cgroupOf(c); err == nil && p != "" {
+		if p, err := s.stats.CgroupOf(c.ID, c.Bundle); err == nil && p != "" {
 			paths = append(paths, p)
 		}
 	}
-	// Under the kubelet every container's cgroup is a child of the pod's
-	// cgroup parent, which then holds the pod's total; without a parent
-	// the pause and app cgroups are siblings and are added up.
-	var smp *stats.Sample
-	if parent := sb.Config.CgroupParent; parent != "" && s.stats.collector.H.Exists(parent) {
-		smp, err = s.stats.collector.Read("pod:"+sb.ID, parent)
-	} else {
-		smp, err = s.stats.collector.Sum("pod:"+sb.ID, paths)
-	}
-	if err == nil {
+	if smp, err := s.stats.Pod(sb.ID, sb.Config.CgroupParent, paths); err == nil {
 		linux.Cpu, linux.Memory, _, linux.Io = usageOf(smp)
 		if smp.HasPids {
 			linux.Process = &runtimeapi.ProcessUsage{Timestamp: smp.Time.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: smp.Pids}}

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/opencontainers/cgroups"
 )
 
 // Cgroup is one sample of a cgroup's counters. A field whose file is missing
@@ -66,31 +68,30 @@ type Hierarchy struct {
 // largest page-aligned int64.
 const unlimitedV1 = 0x7FFFFFFFFFFFF000
 
-// Detect finds the controllers under root (normally /sys/fs/cgroup) by
-// reading /proc/self/mountinfo.
+// Detect finds this host's cgroup controllers, mounted under root (normally
+// /sys/fs/cgroup): the unified hierarchy on a pure v2 host, else each v1
+// controller's mount under root (a hybrid host's empty v2 mount at
+// root/unified holds none of them). Which mode the host runs and where the
+// v1 controllers are mounted come from opencontainers/cgroups, as for runc.
 func Detect(root string) (*Hierarchy, error) {
-	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+	root = filepath.Clean(root)
+	if cgroups.IsCgroup2UnifiedMode() {
 		return &Hierarchy{Unified: root}, nil
 	}
-	h := &Hierarchy{V1: map[string]string{}}
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := cgroups.GetCgroupMounts(false)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cgroup v1 mounts: %w", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
+	h := &Hierarchy{V1: map[string]string{}}
+	for _, m := range mounts {
+		if m.Mountpoint != root && !strings.HasPrefix(m.Mountpoint, root+"/") {
 			continue
 		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 || qf[0] != "cgroup" || !strings.HasPrefix(pf[4], root) {
-			continue
-		}
-		for _, opt := range strings.Split(qf[2], ",") {
-			switch opt {
+		for _, sub := range m.Subsystems {
+			switch sub {
 			case "cpuacct", "memory", "pids", "cpu", "blkio", "hugetlb":
-				if _, ok := h.V1[opt]; !ok {
-					h.V1[opt] = pf[4]
+				if _, ok := h.V1[sub]; !ok {
+					h.V1[sub] = m.Mountpoint
 				}
 			}
 		}

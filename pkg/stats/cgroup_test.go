@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/cgroups"
 )
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
@@ -34,13 +36,7 @@ func TestReadV2(t *testing.T) {
 		"pod/c1/cpu.pressure":        "some avg10=1.50 avg60=0.20 avg300=0.00 total=2000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=10\n",
 		"pod/c1/memory.pressure":     "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
 	})
-	h, err := Detect(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.Unified != root {
-		t.Fatalf("Unified = %q", h.Unified)
-	}
+	h := &Hierarchy{Unified: root}
 	s, err := h.Read("/pod/c1")
 	if err != nil {
 		t.Fatal(err)
@@ -151,5 +147,35 @@ func TestDirUsage(t *testing.T) {
 	}
 	if DirUsage(filepath.Join(dir, "nope")) != (FsUsage{}) {
 		t.Error("missing dir has usage")
+	}
+}
+
+// TestDetectHost: the host's mode and mounts as opencontainers/cgroups sees
+// them give a hierarchy that reads this process's own cgroup.
+func TestDetectHost(t *testing.T) {
+	h, err := Detect("/sys/fs/cgroup")
+	if err != nil {
+		t.Skipf("no cgroup hierarchy here: %v", err)
+	}
+	if (h.Unified != "") == (len(h.V1) > 0) {
+		t.Fatalf("hierarchy %+v: want either unified or v1 controllers", h)
+	}
+	if h.Unified == "" && (h.V1["memory"] == "" || h.V1["cpuacct"] == "") {
+		t.Errorf("v1 hierarchy %+v: no memory or cpuacct controller", h.V1)
+	}
+	own := "/"
+	if h.Unified == "" {
+		if p, err := cgroups.ParseCgroupFile("/proc/self/cgroup"); err == nil {
+			own = p["memory"]
+		}
+	} else if p, err := cgroups.ParseCgroupFile("/proc/self/cgroup"); err == nil {
+		own = p[""]
+	}
+	cg, err := h.Read(own)
+	if err != nil {
+		t.Fatalf("reading this process's cgroup %s: %v", own, err)
+	}
+	if !cg.HasMemory || cg.MemoryUsage == 0 {
+		t.Errorf("this process's cgroup %s: %+v, want memory in use", own, cg)
 	}
 }

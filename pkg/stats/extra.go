@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -354,9 +355,8 @@ type FsInfo struct {
 }
 
 // Filesystem describes the filesystem holding path: statfs for its sizes,
-// mountinfo (from procMountInfo, normally /proc/self/mountinfo) for the
-// device name of its major:minor.
-func Filesystem(path, procMountInfo string) (FsInfo, error) {
+// this process's mount table for the device name of its major:minor.
+func Filesystem(path string) (FsInfo, error) {
 	var fs FsInfo
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
@@ -369,17 +369,13 @@ func Filesystem(path, procMountInfo string) (FsInfo, error) {
 		return fs, err
 	}
 	fs.Major, fs.Minor = uint64(unix.Major(s.Dev)), uint64(unix.Minor(s.Dev))
-	dev := fmt.Sprintf("%d:%d", fs.Major, fs.Minor)
-	fs.Device = dev
-	if data, err := os.ReadFile(procMountInfo); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			pre, post, ok := strings.Cut(line, " - ")
-			pf, qf := strings.Fields(pre), strings.Fields(post)
-			if ok && len(pf) > 2 && len(qf) > 1 && pf[2] == dev {
-				fs.Device = qf[1]
-				break
-			}
-		}
+	fs.Device = fmt.Sprintf("%d:%d", fs.Major, fs.Minor)
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		hit := uint64(m.Major) == fs.Major && uint64(m.Minor) == fs.Minor
+		return !hit, hit
+	})
+	if err == nil && len(mounts) > 0 {
+		fs.Device = mounts[0].Source
 	}
 	return fs, nil
 }

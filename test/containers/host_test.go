@@ -474,7 +474,7 @@ func sharedMountDir(t testing.TB, aux, name string) string {
 
 func isMountPoint(path string) bool {
 	for _, m := range harness.MountInfo() {
-		if m.Point == path {
+		if m.Mountpoint == path {
 			return true
 		}
 	}
@@ -501,26 +501,19 @@ func cleanRuncRoot(root string) {
 	os.RemoveAll(root)
 }
 
-// hostPropagation reads the optional fields of the mount holding path.
+// hostPropagation reads the optional fields of the mount holding path (the
+// deepest mount point above it; of mounts stacked there, the last).
 func hostPropagation(t testing.TB, path string) (shared, slave bool) {
 	t.Helper()
-	data := mustRead(t, "/proc/self/mountinfo")
 	best := -1
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			continue
-		}
-		point := harness.Unescape(f[4])
+	for _, m := range harness.MountInfo() {
+		point := m.Mountpoint
 		if point != path && point != "/" && !strings.HasPrefix(path, point+"/") || len(point) < best {
 			continue
 		}
 		best = len(point)
 		shared, slave = false, false
-		for _, opt := range f[6:] {
-			if opt == "-" {
-				break
-			}
+		for _, opt := range strings.Fields(m.Optional) {
 			shared = shared || strings.HasPrefix(opt, "shared:")
 			slave = slave || strings.HasPrefix(opt, "master:")
 		}

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,48 +83,19 @@ func (d *Daemon) RuncContainers() []string {
 	return ids
 }
 
-// Mount is one line of /proc/self/mountinfo.
-type Mount struct{ Root, Point, FSType string }
-
-// MountInfo parses /proc/self/mountinfo.
-func MountInfo() []Mount {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []Mount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 {
-			continue
-		}
-		m := Mount{Root: Unescape(fields[3]), Point: Unescape(fields[4])}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) {
-				m.FSType = fields[i+1]
-				break
-			}
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-// Unescape undoes mountinfo's octal escapes of a path.
-func Unescape(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+// MountInfo is this process's mount table (moby/sys/mountinfo: paths
+// unescaped, one set of parsing rules for every suite); nil if unreadable.
+func MountInfo() []*mountinfo.Info {
+	m, _ := mountinfo.GetMounts(nil)
+	return m
 }
 
 // MountsUnder lists mount points at or below dir, deepest first.
 func MountsUnder(dir string) []string {
+	ms, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(filepath.Clean(dir)))
 	var out []string
-	for _, m := range MountInfo() {
-		if m.Point == dir || strings.HasPrefix(m.Point, dir+"/") {
-			out = append(out, m.Point)
-		}
+	for _, m := range ms {
+		out = append(out, m.Mountpoint)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
@@ -132,14 +103,12 @@ func MountsUnder(dir string) []string {
 
 // NsfsMountsOf lists mounts pinning one of the given network namespaces.
 func NsfsMountsOf(inos map[uint64]bool) []string {
+	ms, _ := mountinfo.GetMounts(mountinfo.FSTypeFilter("nsfs"))
 	var out []string
-	for _, m := range MountInfo() {
-		if m.FSType != "nsfs" {
-			continue
-		}
+	for _, m := range ms {
 		var ino uint64
 		if _, err := fmt.Sscanf(m.Root, "net:[%d]", &ino); err == nil && inos[ino] {
-			out = append(out, m.Point)
+			out = append(out, m.Mountpoint)
 		}
 	}
 	return out
