@@ -3,6 +3,7 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -311,4 +312,95 @@ func parseUint(s string) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, true
+}
+
+// maxUserDBBytes caps the image's /etc/passwd and /etc/group: they are read
+// into memory by the daemon, and a real one is a few KiB.
+const maxUserDBBytes = 4 << 20
+
+// readUserDB reads etc/passwd or etc/group (name) of a container's rootfs
+// for user lookups, treating it as the image's, not the host's: the path is
+// resolved inside rootfs by the kernel, the file must be a regular file
+// (a symlink, FIFO or device there is the image's error, not something to
+// follow, block on or read from), and it is capped at maxUserDBBytes. A
+// missing file is nil, nil: the lookup then uses its defaults.
+func readUserDB(rootfs, name string) ([]byte, error) {
+	rootFD, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open rootfs: %w", err)
+	}
+	defer unix.Close(rootFD)
+	rel := "etc/" + name
+	open := func(flags uint64) (int, error) {
+		for {
+			fd, err := unix.Openat2(rootFD, rel, &unix.OpenHow{
+				Flags:   flags | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+				Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+			})
+			if err != unix.EINTR && err != unix.EAGAIN {
+				return fd, err
+			}
+		}
+	}
+	// Look before opening for reading: opening a device node can have
+	// effects of its own, and the rootfs mount does not forbid devices.
+	pfd, err := open(unix.O_PATH)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, nil
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("the image's /%s: too many levels of symlinks inside the image: %w", rel, ErrInvalid)
+	case err != nil:
+		return nil, fmt.Errorf("open the image's /%s: %w", rel, err)
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(pfd, &st)
+	unix.Close(pfd)
+	if err != nil {
+		return nil, fmt.Errorf("stat the image's /%s: %w", rel, err)
+	}
+	if err := userDBRegular(rel, &st); err != nil {
+		return nil, err
+	}
+	fd, err := open(unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY)
+	if err != nil {
+		return nil, fmt.Errorf("open the image's /%s: %w", rel, err)
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	var st2 unix.Stat_t
+	if err := unix.Fstat(fd, &st2); err != nil {
+		return nil, fmt.Errorf("stat the image's /%s: %w", rel, err)
+	}
+	if err := userDBRegular(rel, &st2); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxUserDBBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read the image's /%s: %w", rel, err)
+	}
+	if len(data) > maxUserDBBytes {
+		return nil, fmt.Errorf("the image's /%s is over %d bytes: %w", rel, maxUserDBBytes, ErrInvalid)
+	}
+	return data, nil
+}
+
+func userDBRegular(rel string, st *unix.Stat_t) error {
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		return nil
+	}
+	kind := "not a regular file"
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		kind = "a FIFO"
+	case unix.S_IFCHR, unix.S_IFBLK:
+		kind = "a device node"
+	case unix.S_IFLNK:
+		kind = "a symlink"
+	case unix.S_IFDIR:
+		kind = "a directory"
+	case unix.S_IFSOCK:
+		kind = "a socket"
+	}
+	return fmt.Errorf("the image's /%s is %s; it must be a regular file: %w", rel, kind, ErrInvalid)
 }

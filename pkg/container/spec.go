@@ -1,7 +1,9 @@
 package container
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -199,18 +201,28 @@ func resolveUser(rootfs string, sec Security, imageUser string) (specs.User, err
 	if groupPart != "" {
 		spec += ":" + groupPart
 	}
-	// Resolve inside the rootfs so a symlinked /etc/passwd cannot point
-	// the lookup at the host's.
-	passwd, err := securejoin.SecureJoin(rootfs, "/etc/passwd")
+	passwd, err := readUserDB(rootfs, "passwd")
 	if err != nil {
 		return specs.User{}, err
 	}
-	group, err := securejoin.SecureJoin(rootfs, "/etc/group")
+	group, err := readUserDB(rootfs, "group")
 	if err != nil {
 		return specs.User{}, err
+	}
+	// user.GetExecUser takes a nil reader as "no such file".
+	readers := func() (io.Reader, io.Reader) {
+		var p, g io.Reader
+		if passwd != nil {
+			p = bytes.NewReader(passwd)
+		}
+		if group != nil {
+			g = bytes.NewReader(group)
+		}
+		return p, g
 	}
 	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
-	eu, err := user.GetExecUserPath(spec, defaults, passwd, group)
+	p, g := readers()
+	eu, err := user.GetExecUser(spec, defaults, p, g)
 	if err != nil {
 		if sec.RunAsUsername != "" {
 			return specs.User{}, fmt.Errorf("user %q not found in the image: %w", sec.RunAsUsername, ErrInvalid)
@@ -231,7 +243,8 @@ func resolveUser(rootfs string, sec Security, imageUser string) (specs.User, err
 		if groupPart != "" {
 			// An explicit group makes GetExecUserPath skip /etc/group:
 			// look the user's memberships up on their own.
-			if byUser, err := user.GetExecUserPath(userPart, defaults, passwd, group); err == nil {
+			p, g := readers()
+			if byUser, err := user.GetExecUser(userPart, defaults, p, g); err == nil {
 				sgids = byUser.Sgids
 			}
 		}
