@@ -30,6 +30,20 @@ const maxMountData = 4096 - 1
 
 func (s *Store) containerDir(id string) string { return filepath.Join(s.root, "containers", id) }
 
+// WritableLayer is where containerID's writable layer (the overlay upper
+// dir) is or will be, for disk usage reporting. A read-only rootfs has
+// none: the directory then does not exist.
+func (s *Store) WritableLayer(containerID string) (string, error) {
+	if err := validContainerID(containerID); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.containerDir(containerID), "upper"), nil
+}
+
+// WritableLayersRoot is the directory holding every container's writable
+// layer: its file system is the one ImageFsInfo reports for containers.
+func (s *Store) WritableLayersRoot() string { return s.path("containers") }
+
 func validContainerID(id string) error {
 	if id == "" || len(id) > 128 || strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
 		return fmt.Errorf("invalid container ID %q", id)

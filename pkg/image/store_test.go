@@ -963,3 +963,35 @@ func TestPrepareRootfsRepeatedLayer(t *testing.T) {
 		}
 	}
 }
+
+func TestWritableLayer(t *testing.T) {
+	reg := startRegistry(t, nil)
+	s := newStore(t, nil)
+	push(t, reg.host+"/wl:1", twoLayerImage(t, "wl"))
+	img, err := s.Pull(context.Background(), reg.host+"/wl:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := mountTarget(t)
+	root, err := s.PrepareRootfs(context.Background(), img.ID, "wl", target, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.RemoveRootfs("wl", target) })
+	if err := os.WriteFile(filepath.Join(root, "written"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	upper, err := s.WritableLayer("wl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(filepath.Dir(upper)) != s.WritableLayersRoot() {
+		t.Errorf("WritableLayer %s is not under WritableLayersRoot %s", upper, s.WritableLayersRoot())
+	}
+	if _, err := os.Stat(filepath.Join(upper, "written")); err != nil {
+		t.Errorf("a file the container wrote is not in its writable layer: %v", err)
+	}
+	if _, err := s.WritableLayer("../x"); err == nil {
+		t.Error("WritableLayer accepted an ID with a slash")
+	}
+}
