@@ -181,52 +181,30 @@ func applySeccomp(s *specs.Spec, sec Security) error {
 
 // Host LSM support, read once: these never change while the daemon runs.
 var (
-	appArmorEnabled = sync.OnceValue(func() bool {
-		b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
-		return err == nil && strings.TrimSpace(string(b)) == "Y"
-	})
 	seLinuxEnabled = sync.OnceValue(func() bool {
 		_, err := os.Stat("/sys/fs/selinux/enforce")
 		return err == nil
 	})
 )
 
-// applyLSM applies AppArmor and SELinux where the host has them, and says
-// in the log when a profile or label is skipped because it does not.
-func applyLSM(s *specs.Spec, sec Security, log *slog.Logger) {
+// applyLSM applies AppArmor (see apparmor.go) and SELinux where the host
+// has them, and says in the log when a label is skipped because it does not.
+func applyLSM(s *specs.Spec, sec Security, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if p := sec.Apparmor; p != nil && p.Type != ProfileUnconfined && !sec.Privileged {
-		switch {
-		case !appArmorEnabled():
-			log.Info("AppArmor profile not applied: AppArmor is not enabled on this host", "profile", profileName(p))
-		case p.Type == ProfileLocalhost:
-			s.Process.ApparmorProfile = strings.TrimPrefix(p.LocalhostRef, "localhost/")
-		default:
-			// No runtime default profile is loaded by pod-shim; the
-			// host's default confinement applies.
-			log.Info("AppArmor runtime/default not applied: pod-shim loads no AppArmor profile of its own")
-		}
+	if err := hostAppArmor.apply(s, sec, log); err != nil {
+		return err
 	}
 	if l := sec.SELinux; l != nil && (l.User != "" || l.Role != "" || l.Type != "" || l.Level != "") {
 		if !seLinuxEnabled() {
 			log.Info("SELinux label not applied: SELinux is not enabled on this host", "type", l.Type, "level", l.Level)
-			return
+			return nil
 		}
 		s.Process.SelinuxLabel = strings.Join([]string{l.User, l.Role, l.Type, l.Level}, ":")
 		s.Linux.MountLabel = s.Process.SelinuxLabel
 	}
-}
-
-func profileName(p *Profile) string {
-	switch p.Type {
-	case ProfileRuntimeDefault:
-		return "runtime/default"
-	case ProfileLocalhost:
-		return "localhost/" + p.LocalhostRef
-	}
-	return "unconfined"
+	return nil
 }
 
 // errNoSignal is returned by signalNumber for names it does not know.

@@ -96,7 +96,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if err := applySeccomp(s, c.Security); err != nil {
 		return nil, err
 	}
-	applyLSM(s, c.Security, in.Log)
+	if err := applyLSM(s, c.Security, in.Log); err != nil {
+		return nil, err
+	}
 
 	mounts, err := podMounts(c, sb, in.ImageVolumes)
 	if err != nil {
