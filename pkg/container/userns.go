@@ -2,10 +2,10 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
@@ -113,36 +113,19 @@ func idmapRootfs(rootfs string, sb *sandbox.Sandbox) error {
 	if err != nil {
 		return err
 	}
-	bundle := filepath.Dir(rootfs)
-	tmp := filepath.Join(bundle, "idmap")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return err
-	}
-	var mounted []string
-	defer func() {
-		for _, m := range mounted {
-			_ = unix.Unmount(m, unix.MNT_DETACH)
-		}
-		_ = os.RemoveAll(tmp)
-	}()
-	idmapAt := func(src, name string) (string, error) {
-		dst := filepath.Join(tmp, name)
-		if err := os.Mkdir(dst, 0o700); err != nil {
-			return "", err
-		}
-		if err := idmapMount(src, dst, int(userns.Fd())); err != nil {
-			return "", fmt.Errorf("idmap the rootfs for the pod's user namespace (overlayfs on idmapped layers needs kernel >= 5.19): %w", err)
-		}
-		mounted = append(mounted, dst)
-		return dst, nil
-	}
+	// Each layer is idmapped as a detached mount, named to overlayfs by
+	// its descriptor: nothing is mounted anywhere a crash could leave it
+	// (and a removal of the bundle recurse into a layer).
 	var lowers []string
-	for i, l := range lower {
-		p, err := idmapAt(l, strconv.Itoa(i))
+	var trees []int
+	for _, l := range lower {
+		fd, err := idmapTree(l, int(userns.Fd()))
 		if err != nil {
-			return err
+			return fmt.Errorf("idmap the rootfs for the pod's user namespace (overlayfs on idmapped layers needs kernel >= 5.19): %w", err)
 		}
-		lowers = append(lowers, p)
+		defer unix.Close(fd)
+		trees = append(trees, fd)
+		lowers = append(lowers, fmt.Sprintf("/proc/self/fd/%d", fd))
 	}
 	// The writable layer stays as it is: overlayfs works in it with the
 	// daemon's credentials, which an idmapping of the pod's range cannot
@@ -158,7 +141,17 @@ func idmapRootfs(rootfs string, sb *sandbox.Sandbox) error {
 	if err := unix.Unmount(rootfs, 0); err != nil {
 		return fmt.Errorf("unmount the rootfs to idmap it: %w", err)
 	}
-	if err := unix.Mount("overlay", rootfs, "overlay", 0, data); err != nil {
+	err = unix.Mount("overlay", rootfs, "overlay", 0, data)
+	if errors.Is(err, unix.EINVAL) {
+		// Kernels before 6.15 take no detached mount as a layer: attach
+		// them for the time of the mount, outside any bundle.
+		err = withAttached(filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(rootfs))), "idmap", filepath.Base(filepath.Dir(rootfs))), trees,
+			func(paths []string) error {
+				data := "lowerdir=" + strings.Join(paths, ":") + ",upperdir=" + upper + ",workdir=" + work + extra
+				return unix.Mount("overlay", rootfs, "overlay", 0, data)
+			})
+	}
+	if err != nil {
 		return fmt.Errorf("mount the rootfs on idmapped layers (overlayfs on idmapped layers needs kernel >= 5.19): %w", err)
 	}
 	// runc sets up the rootfs as the pod's root, an unprivileged id on
@@ -167,6 +160,7 @@ func idmapRootfs(rootfs string, sb *sandbox.Sandbox) error {
 	// dir, both the daemon's own, become traversable (their names are 64
 	// random hex digits). The rootfs itself is the image's / and keeps
 	// its mode.
+	bundle := filepath.Dir(rootfs)
 	for _, dir := range []string{filepath.Dir(bundle), bundle} {
 		if err := os.Chmod(dir, 0o711); err != nil {
 			return err
@@ -222,19 +216,47 @@ func overlayLayers(target string) (lower []string, upper, work, extra string, er
 	return lower, upper, work, extra, nil
 }
 
-// idmapMount mounts an idmapped bind of path at dst.
-func idmapMount(path, dst string, usernsFd int) error {
+// withAttached mounts each detached tree at dir/<i>, runs f with those
+// paths, and unmounts and removes them again.
+func withAttached(dir string, trees []int, f func([]string) error) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var paths []string
+	defer func() {
+		// Never RemoveAll here: a path still mounted is a layer.
+		for _, p := range paths {
+			if unix.Unmount(p, unix.MNT_DETACH) == nil {
+				_ = os.Remove(p)
+			}
+		}
+		_ = os.Remove(dir)
+	}()
+	for i, fd := range trees {
+		p := filepath.Join(dir, fmt.Sprint(i))
+		if err := os.Mkdir(p, 0o700); err != nil {
+			return err
+		}
+		if err := unix.MoveMount(fd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			_ = os.Remove(p)
+			return fmt.Errorf("move_mount %s: %w", p, err)
+		}
+		paths = append(paths, p)
+	}
+	return f(paths)
+}
+
+// idmapTree returns a detached, idmapped bind mount of path; closing the
+// descriptor lets the kernel free it once nothing else holds it.
+func idmapTree(path string, usernsFd int) (int, error) {
 	tree, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err != nil {
-		return fmt.Errorf("open_tree %s: %w", path, err)
+		return -1, fmt.Errorf("open_tree %s: %w", path, err)
 	}
-	defer unix.Close(tree)
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(usernsFd)}
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		return fmt.Errorf("mount_setattr idmap %s: %w", path, err)
+		unix.Close(tree)
+		return -1, fmt.Errorf("mount_setattr idmap %s: %w", path, err)
 	}
-	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount %s: %w", dst, err)
-	}
-	return nil
+	return tree, nil
 }
