@@ -69,6 +69,9 @@ func TestChurnWithKills(t *testing.T) {
 	var starts []time.Duration
 	killsWhileBusy := 0
 	for k := range kills {
+		// A random fault schedule, not a wait for anything: the daemon is
+		// killed at random points of the clients' work and stays down a
+		// random while; nothing asserted depends on when.
 		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
 		if active.Load() > 0 {
 			killsWhileBusy++
