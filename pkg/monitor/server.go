@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -262,8 +263,8 @@ func (m *monitor) serve(ctx context.Context, ln net.Listener) {
 func (m *monitor) handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	conn.SetReadDeadline(time.Now().Add(requestTimeout))
-	var req request
-	if err := json.NewDecoder(conn).Decode(&req); err != nil {
+	req, err := readRequest(conn)
+	if err != nil {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
@@ -312,72 +313,106 @@ func (m *monitor) handle(ctx context.Context, conn net.Conn) {
 	}
 }
 
-func (m *monitor) dispatch(ctx context.Context, req request) (any, error) {
-	decode := func(v any) error {
-		if len(req.Params) == 0 {
-			return errors.New("missing params")
-		}
-		return json.Unmarshal(req.Params, v)
+// maxRequest caps one request. The largest the daemon sends, a Create or an
+// Exec with its process spec, is a few KiB.
+const maxRequest = 1 << 20
+
+// readRequest decodes a connection's request. Bytes after it stay unread
+// in the decoder's buffer at most: the request is the first JSON value.
+func readRequest(r io.Reader) (request, error) {
+	var req request
+	if err := json.NewDecoder(io.LimitReader(r, maxRequest)).Decode(&req); err != nil {
+		return request{}, err
 	}
-	switch req.Method {
-	case "Ping":
-		return pingResult{Pid: os.Getpid()}, nil
+	if req.Method == "" {
+		return request{}, errors.New("request without a method")
+	}
+	return req, nil
+}
+
+// decodeParams is the typed params of a method, checked: an unknown method,
+// missing or malformed params, or an id unfit as a file name is an error
+// before anything runs.
+func decodeParams(method string, raw json.RawMessage) (any, error) {
+	var p any
+	var ids func() []string
+	switch method {
+	case "Ping", "Shutdown":
+		return nil, nil
 	case "Create":
-		var p CreateRequest
-		if err := decode(&p); err != nil {
+		v := &CreateRequest{}
+		p, ids = v, func() []string { return []string{v.ID} }
+	case "Start", "Wait", "Delete", "ReopenLog":
+		v := &idParams{}
+		p, ids = v, func() []string { return []string{v.ID} }
+	case "Kill":
+		v := &killParams{}
+		p, ids = v, func() []string { return []string{v.ID} }
+	case "Exec":
+		v := &ExecRequest{}
+		p, ids = v, func() []string { return []string{v.ContainerID} }
+	case "Resize":
+		v := &resizeParams{}
+		p, ids = v, func() []string { return []string{v.ID} }
+	case methodExecStream:
+		v := &StreamExecRequest{}
+		p, ids = v, func() []string { return []string{v.ContainerID} }
+	case methodAttach:
+		v := &AttachRequest{}
+		p, ids = v, func() []string { return []string{v.ContainerID} }
+	default:
+		return nil, fmt.Errorf("unknown method %q", method)
+	}
+	if len(raw) == 0 {
+		return nil, errors.New("missing params")
+	}
+	if err := json.Unmarshal(raw, p); err != nil {
+		return nil, err
+	}
+	for _, id := range ids() {
+		if err := validID(id); err != nil {
 			return nil, err
 		}
-		pid, err := m.create(ctx, p)
+	}
+	return p, nil
+}
+
+func (m *monitor) dispatch(ctx context.Context, req request) (any, error) {
+	params, err := decodeParams(req.Method, req.Params)
+	if err != nil {
+		return nil, err
+	}
+	switch p := params.(type) {
+	case nil:
+		if req.Method == "Shutdown" {
+			return nil, m.shutdown(ctx)
+		}
+		return pingResult{Pid: os.Getpid()}, nil
+	case *CreateRequest:
+		pid, err := m.create(ctx, *p)
 		if err != nil {
 			return nil, err
 		}
 		return pidResult{Pid: pid}, nil
-	case "Start":
-		var p idParams
-		if err := decode(&p); err != nil {
-			return nil, err
+	case *idParams:
+		switch req.Method {
+		case "Start":
+			return nil, m.start(ctx, p.ID)
+		case "Wait":
+			return m.wait(ctx, p.ID)
+		case "Delete":
+			return nil, m.delete(ctx, p.ID)
+		case "ReopenLog":
+			return nil, m.reopenLog(p.ID)
 		}
-		return nil, m.start(ctx, p.ID)
-	case "Kill":
-		var p killParams
-		if err := decode(&p); err != nil {
-			return nil, err
-		}
+	case *killParams:
 		return nil, m.kill(ctx, p.ID, syscall.Signal(p.Signal), p.All)
-	case "Wait":
-		var p idParams
-		if err := decode(&p); err != nil {
-			return nil, err
-		}
-		return m.wait(ctx, p.ID)
-	case "Delete":
-		var p idParams
-		if err := decode(&p); err != nil {
-			return nil, err
-		}
-		return nil, m.delete(ctx, p.ID)
-	case "Exec":
-		var p ExecRequest
-		if err := decode(&p); err != nil {
-			return nil, err
-		}
-		return m.exec(ctx, p)
-	case "ReopenLog":
-		var p idParams
-		if err := decode(&p); err != nil {
-			return nil, err
-		}
-		return nil, m.reopenLog(p.ID)
-	case "Resize":
-		var p resizeParams
-		if err := decode(&p); err != nil {
-			return nil, err
-		}
+	case *ExecRequest:
+		return m.exec(ctx, *p)
+	case *resizeParams:
 		return nil, m.resize(p.ID, p.Width, p.Height)
-	case "Shutdown":
-		return nil, m.shutdown(ctx)
 	}
-	return nil, fmt.Errorf("unknown method %q", req.Method)
+	return nil, fmt.Errorf("method %q is not served here", req.Method)
 }
 
 func (m *monitor) lookup(id string) *container {
