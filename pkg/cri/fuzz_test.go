@@ -162,7 +162,7 @@ func fuzzSeeds() []struct {
 	}{
 		{"CreateContainer", &runtimeapi.CreateContainerRequest{PodSandboxId: "abc", Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
-			Linux: &runtimeapi.LinuxContainerConfig{Resources: traversal, SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}},
+			Linux:   &runtimeapi.LinuxContainerConfig{Resources: traversal, SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}},
 			LogPath: "../../../etc/passwd",
 		}}},
 		{"UpdateContainerResources", &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "abc", Linux: traversal}},
