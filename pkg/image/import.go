@@ -45,14 +45,19 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("import: spool archive: %w", err)
 	}
-	kind, err := archiveKind(archive)
+	kind, sizes, err := archiveKind(archive)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
+	}
+	for _, n := range []string{"manifest.json", "index.json"} {
+		if sizes[n] > s.limits.MaxManifestBytes {
+			return nil, fmt.Errorf("import: %s: %w", n, manifestTooBig(sizes[n], s.limits.MaxManifestBytes))
+		}
 	}
 	var imgs []*Image
 	switch kind {
 	case "docker":
-		imgs, err = s.importDocker(ctx, archive)
+		imgs, err = s.importDocker(ctx, archive, sizes)
 	default:
 		dir := filepath.Join(work, "layout")
 		if err := extractPlain(ctx, archive, dir); err != nil {
@@ -66,44 +71,55 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]*Image, error) {
 	return imgs, nil
 }
 
-// archiveKind tells a docker-save archive from an OCI layout one.
-func archiveKind(archive string) (string, error) {
+// archiveKind tells a docker-save archive from an OCI layout one, and
+// returns the size of each entry by clean name, so that what ggcr reads
+// into memory whole (manifests, configs) can be checked against the limits
+// first.
+func archiveKind(archive string) (string, map[string]int64, error) {
 	f, err := os.Open(archive)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer f.Close()
 	tr := tar.NewReader(f)
-	var layoutIndex bool
+	sizes := map[string]int64{}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return "", fmt.Errorf("read archive: %w", err)
+			return "", nil, fmt.Errorf("read archive: %w", err)
 		}
-		switch cleanRel(hdr.Name) {
-		case "manifest.json":
-			return "docker", nil
-		case "index.json":
-			layoutIndex = true
-		}
+		sizes[cleanRel(hdr.Name)] = hdr.Size
 	}
-	if layoutIndex {
-		return "oci", nil
+	if _, ok := sizes["manifest.json"]; ok {
+		return "docker", sizes, nil
 	}
-	return "", errors.New("archive has neither manifest.json (docker save) nor index.json (OCI layout)")
+	if _, ok := sizes["index.json"]; ok {
+		return "oci", sizes, nil
+	}
+	return "", nil, errors.New("archive has neither manifest.json (docker save) nor index.json (OCI layout)")
 }
 
-func (s *Store) importDocker(ctx context.Context, archive string) ([]*Image, error) {
+func (s *Store) importDocker(ctx context.Context, archive string, sizes map[string]int64) ([]*Image, error) {
 	opener := func() (io.ReadCloser, error) { return os.Open(archive) }
 	manifest, err := tarball.LoadManifest(opener)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest.json: %w", err)
 	}
+	if n := len(manifest); n > s.limits.MaxLayers {
+		// Not a layer count, but as many images is as much work.
+		return nil, fmt.Errorf("%w: %d images in one archive, over %d (registry.max_layers)", ErrLimit, n, s.limits.MaxLayers)
+	}
 	var out []*Image
 	for i, m := range manifest {
+		if n := sizes[cleanRel(m.Config)]; n > s.limits.MaxConfigBytes {
+			return nil, fmt.Errorf("archive entry %d: %w: image config of %d bytes is over the %d-byte limit (registry.max_config_bytes)", i, ErrLimit, n, s.limits.MaxConfigBytes)
+		}
+		if n := len(m.Layers); n > s.limits.MaxLayers {
+			return nil, fmt.Errorf("archive entry %d: %w: %d layers, over the limit of %d (registry.max_layers)", i, ErrLimit, n, s.limits.MaxLayers)
+		}
 		var tag *name.Tag
 		var tags []string
 		for _, t := range m.RepoTags {
@@ -147,6 +163,9 @@ func (s *Store) importLayout(ctx context.Context, dir string) ([]*Image, error) 
 	}
 	var out []*Image
 	for _, d := range im.Manifests {
+		if err := s.layoutBlobFits(dir, d.Digest, s.limits.MaxManifestBytes); err != nil {
+			return nil, fmt.Errorf("layout entry %s: %w", d.Digest, err)
+		}
 		in := ingest{extraBlobs: map[string][]byte{}}
 		var img v1.Image
 		switch {
@@ -157,6 +176,9 @@ func (s *Store) importLayout(ctx context.Context, dir string) ([]*Image, error) 
 		default:
 			s.log.Debug("skipping non-image entry of OCI layout", "mediaType", d.MediaType, "digest", d.Digest)
 			continue
+		}
+		if err == nil {
+			err = s.layoutImageFits(dir, img)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("layout entry %s: %w", d.Digest, err)
@@ -178,6 +200,35 @@ func (s *Store) importLayout(ctx context.Context, dir string) ([]*Image, error) 
 		return nil, errors.New("OCI layout holds no image")
 	}
 	return out, nil
+}
+
+// layoutBlobFits checks a layout blob's size on disk before ggcr reads it
+// into memory whole: the descriptor's size is only a claim.
+func (s *Store) layoutBlobFits(dir string, h v1.Hash, max int64) error {
+	fi, err := os.Lstat(filepath.Join(dir, "blobs", h.Algorithm, h.Hex))
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > max {
+		return fmt.Errorf("%w: blob %s of %d bytes is over the %d-byte limit for manifests and configs", ErrLimit, h, fi.Size(), max)
+	}
+	return nil
+}
+
+// layoutImageFits checks the sizes of an image's manifest and config blobs.
+func (s *Store) layoutImageFits(dir string, img v1.Image) error {
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	if err := s.layoutBlobFits(dir, d, s.limits.MaxManifestBytes); err != nil {
+		return err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	return s.layoutBlobFits(dir, m.Config.Digest, s.limits.MaxConfigBytes)
 }
 
 // platformImage picks linux/GOARCH from a nested index, keeping the index
