@@ -9,12 +9,14 @@ import (
 )
 
 // runtimeHandlers builds the RuntimeClass handler table from the config:
-// "" and "runc" are the [runtime] binary, each [runtimes.<name>] its own.
-// A handler whose binary is missing stays listed (Status shows it) and
-// fails at use with the lookup error.
+// "" and "runc" are the [runtime] binary, or [runtimes.runc] when the
+// config has one, and each other [runtimes.<name>] its own. A handler whose
+// binary is missing stays listed (Status shows it) and fails at use with
+// the lookup error. The map holds each handler's runtime as the table
+// gives it, for callers that still take runtimes by name; it cannot
+// disagree with the table.
 func runtimeHandlers(cfg config.Config, defBin, defRoot string) (*runc.Handlers, map[string]*runc.Runtime) {
 	others := map[string]runc.Handler{}
-	runtimes := map[string]*runc.Runtime{}
 	for name, h := range cfg.Runtimes {
 		bin := h.Path
 		if p, err := exec.LookPath(h.Path); err == nil {
@@ -25,7 +27,13 @@ func runtimeHandlers(cfg config.Config, defBin, defRoot string) (*runc.Handlers,
 			root = filepath.Join(cfg.State, "runtimes", name)
 		}
 		others[name] = runc.Handler{Binary: bin, Root: root, Options: h.Options}
-		runtimes[name] = runc.FromHandler(others[name])
 	}
-	return runc.NewHandlers(runc.Handler{Binary: defBin, Root: defRoot}, others), runtimes
+	handlers := runc.NewHandlers(runc.Handler{Binary: defBin, Root: defRoot}, others)
+	runtimes := map[string]*runc.Runtime{}
+	for _, name := range handlers.Names() {
+		if rt, err := handlers.Runtime(name); err == nil {
+			runtimes[name] = rt
+		}
+	}
+	return handlers, runtimes
 }

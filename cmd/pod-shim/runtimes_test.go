@@ -35,3 +35,21 @@ func TestRuntimeHandlersFromConfig(t *testing.T) {
 		t.Error("unconfigured handler found")
 	}
 }
+
+// [runtimes.runc] moves the default handler too, in the table and in the
+// runtimes map built from it: pause and containers share one runc root.
+func TestRuntimeHandlersRuncEntry(t *testing.T) {
+	cfg := config.Default()
+	cfg.State = "/run/ps"
+	cfg.Runtimes = map[string]config.RuntimeHandler{"runc": {Path: "/opt/runc", Root: "/run/ps/custom"}}
+	handlers, runtimes := runtimeHandlers(cfg, "/usr/sbin/runc", "/run/ps/runc")
+	for _, name := range []string{"", "runc"} {
+		h, ok := handlers.Get(name)
+		if !ok || h.Root != "/run/ps/custom" {
+			t.Errorf("handler %q = %+v, want root /run/ps/custom", name, h)
+		}
+		if rt := runtimes[name]; rt == nil || rt.Root() != "/run/ps/custom" {
+			t.Errorf("runtime %q = %+v, want root /run/ps/custom", name, rt)
+		}
+	}
+}

@@ -50,6 +50,7 @@ var sentinelCodes = map[string]struct {
 	"monitor.ErrExecTimeout":       {monitor.ErrExecTimeout, codes.DeadlineExceeded},
 	"runc.ErrNotFound":             {runc.ErrNotFound, codes.NotFound},
 	"runc.ErrNotRunning":           {runc.ErrNotRunning, codes.FailedPrecondition},
+	"runc.ErrUnknownHandler":       {runc.ErrUnknownHandler, codes.InvalidArgument},
 	"runc.ErrUnsupported":          {runc.ErrUnsupported, codes.Unimplemented},
 	"streaming.ErrUnsupported":     {streaming.ErrUnsupported, codes.Unimplemented},
 	"context.DeadlineExceeded":     {context.DeadlineExceeded, codes.DeadlineExceeded},

@@ -16,7 +16,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandboxR
 	if cfg == nil || cfg.GetMetadata() == nil {
 		return nil, invalid("sandbox config must include metadata")
 	}
-	if _, ok := s.containers.Handlers().Get(r.GetRuntimeHandler()); !ok {
+	if _, ok := s.sandboxes.Handlers().Get(r.GetRuntimeHandler()); !ok {
 		return nil, invalid("unknown runtime handler %q", r.GetRuntimeHandler())
 	}
 	sb, err := s.sandboxes.Run(ctx, sandboxConfig(cfg, r.GetRuntimeHandler()))

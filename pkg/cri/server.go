@@ -182,6 +182,7 @@ var errorCodes = []struct {
 	{image.ErrInvalidReference, codes.InvalidArgument},
 	{store.ErrAmbiguous, codes.InvalidArgument},
 	{network.ErrInvalidPod, codes.InvalidArgument},
+	{runc.ErrUnknownHandler, codes.InvalidArgument},
 
 	{container.ErrState, codes.FailedPrecondition},
 	{sandbox.ErrNotReady, codes.FailedPrecondition},

@@ -2,6 +2,8 @@ package runc
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -29,8 +31,10 @@ type Features struct {
 	UserNamespaces          bool
 }
 
-// Handlers are the node's RuntimeClass handlers. "" (the kubelet's default)
-// and "runc" are always there and are the default runtime.
+// Handlers are the node's RuntimeClass handlers, and the one lookup from a
+// pod's handler name to the runtime (binary, --root, options) that runs its
+// pause and containers. "" (the kubelet's default) and "runc" are always
+// there and are one and the same handler.
 type Handlers struct {
 	byName map[string]Handler
 
@@ -38,16 +42,28 @@ type Handlers struct {
 	features map[string]Features
 }
 
-// NewHandlers returns the handler table: def as "" and "runc" unless the
-// table names "runc" itself, plus every entry of others.
+// ErrUnknownHandler is wrapped by lookups of a handler the node does not
+// have; RunPodSandbox refuses such a pod as InvalidArgument.
+var ErrUnknownHandler = errors.New("unknown runtime handler")
+
+// NewHandlers returns the handler table: def as "" and "runc", plus every
+// entry of others. An entry of others named "runc" replaces def for both
+// names: were "" and "runc" different runtimes, one pod's pause and its
+// containers could be found under two runc roots.
 func NewHandlers(def Handler, others map[string]Handler) *Handlers {
 	h := &Handlers{byName: map[string]Handler{}, features: map[string]Features{}}
+	if o, ok := others["runc"]; ok {
+		def = o
+	}
 	def.Name = ""
 	h.byName[""] = def
 	named := def
 	named.Name = "runc"
 	h.byName["runc"] = named
 	for name, o := range others {
+		if name == "runc" {
+			continue
+		}
 		o.Name = name
 		h.byName[name] = o
 	}
@@ -62,6 +78,15 @@ func (h *Handlers) Get(name string) (Handler, bool) {
 	}
 	x, ok := h.byName[name]
 	return x, ok
+}
+
+// Runtime is the runtime of handler name: its binary, root and options.
+func (h *Handlers) Runtime(name string) (*Runtime, error) {
+	x, ok := h.Get(name)
+	if !ok || h == nil {
+		return nil, fmt.Errorf("%q: %w", name, ErrUnknownHandler)
+	}
+	return FromHandler(x), nil
 }
 
 // Names lists the handlers, "" first.

@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 )
@@ -65,5 +66,28 @@ func TestFromHandlerCrun(t *testing.T) {
 	}
 	if off := rt.WithSystemdCgroup(false); off.SystemdCgroup() || !rt.SystemdCgroup() || off.Binary() != rt.Binary() {
 		t.Errorf("WithSystemdCgroup must copy: %+v %+v", off, rt)
+	}
+}
+
+// A "runc" entry replaces the default for "" too: the kubelet's default
+// handler and "runc" must never be two runtimes.
+func TestHandlersRuncEntryIsTheDefault(t *testing.T) {
+	h := NewHandlers(Handler{Binary: "/usr/sbin/runc", Root: "/run/x/runc"},
+		map[string]Handler{"runc": {Binary: "/opt/runc", Root: "/run/x/custom"}})
+	for _, name := range []string{"", "runc"} {
+		rt, err := h.Runtime(name)
+		if err != nil || rt.Binary() != "/opt/runc" || rt.Root() != "/run/x/custom" {
+			t.Errorf("Runtime(%q) = %+v, %v; want the [runtimes.runc] entry", name, rt, err)
+		}
+	}
+	if got, want := h.Names(), []string{"", "runc"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Names = %v, want %v", got, want)
+	}
+	if _, err := h.Runtime("kata"); !errors.Is(err, ErrUnknownHandler) {
+		t.Errorf("Runtime(kata) = %v, want ErrUnknownHandler", err)
+	}
+	var none *Handlers
+	if _, err := none.Runtime(""); !errors.Is(err, ErrUnknownHandler) {
+		t.Errorf("nil table Runtime = %v: it has no binary to give", err)
 	}
 }

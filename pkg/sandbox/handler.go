@@ -1,39 +1,39 @@
 package sandbox
 
 import (
-	"fmt"
-
 	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
-// runtimeOf is the OCI runtime of the pod's RuntimeClass handler, recorded
-// in its Config so that a restarted daemon, Stop and Remove use the runtime
-// (and --root) the pod was created with. "" and "runc", or no handler
-// table, are the daemon's default runtime.
-func (m *Manager) runtimeOf(sb *Sandbox) (*runc.Runtime, error) {
-	name := sb.Config.RuntimeHandler
-	if m.opts.Handlers != nil && name != "" && name != "runc" {
-		h, ok := m.opts.Handlers.Get(name)
-		if !ok {
-			return nil, fmt.Errorf("unknown runtime handler %q", name)
-		}
-		return runc.FromHandler(h), nil
-	}
-	return runc.New(m.opts.Runtime, m.opts.RuntimeRoot), nil
+// Runtime is the OCI runtime of the pod's RuntimeClass handler, recorded in
+// its Config: the binary and --root its pause and every one of its
+// containers run under, and that Stop, Remove, a restarted daemon and the
+// container manager use for it. It is the only way from a pod to a runtime,
+// so a pod cannot span two runc roots.
+func (m *Manager) Runtime(sb *Sandbox) (*runc.Runtime, error) {
+	return m.opts.Handlers.Runtime(sb.Config.RuntimeHandler)
 }
 
-// directOf is the Direct runtime for the pod's handler: nil when Direct is
-// (tests), the handler's runtime when the pod has its own.
-func (m *Manager) directOf(sb *Sandbox) *runc.Runtime {
+// Handlers are the node's RuntimeClass handlers. A nil Manager (a CRI
+// server without one) knows only the default handler.
+func (m *Manager) Handlers() *runc.Handlers {
+	if m == nil {
+		return nil
+	}
+	return m.opts.Handlers
+}
+
+// directOf is the runtime that deletes the pod's pause (and containers)
+// without the pod's monitor; nil when the manager may not drive a runtime
+// directly.
+func (m *Manager) directOf(sb *Sandbox) Runtime {
 	if m.opts.Direct == nil {
 		return nil
 	}
-	name := sb.Config.RuntimeHandler
-	if name == "" || name == "runc" || m.opts.Handlers == nil {
-		return m.opts.Direct
-	}
-	rt, err := m.runtimeOf(sb)
+	rt, err := m.Runtime(sb)
 	if err != nil {
+		// Recorded by a daemon whose config had this handler: the default
+		// runtime is the best left to try.
+		m.log.Warn("pod's runtime handler is gone; deleting through the default runtime", "sandbox", sb.ID, "handler", sb.Config.RuntimeHandler, "error", err)
 		return m.opts.Direct
 	}
 	return rt

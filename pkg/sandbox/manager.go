@@ -34,18 +34,24 @@ type Options struct {
 	StateDir     string // e.g. /run/pod-shim
 	SandboxImage string
 	PauseBinary  string // built-in pause, used when SandboxImage is not in the store
-	Runtime      string // runc binary
+	// Runtime and RuntimeRoot are the default handler's runtime when
+	// Handlers is nil.
+	Runtime      string
 	RuntimeRoot  string
 	CgroupDriver string
 	Executable   string // re-exec target for monitors; "" = os.Executable()
 	MaxLogLine   int    // longest CRI log record the monitors write; 0 = their default
 	Logger       *slog.Logger
-	// Direct drives runc without the pod's monitor, to kill and delete the
-	// pause container of a pod whose monitor is dead (killed, OOM): without
-	// it such a pod's pause would outlive its removal. nil skips that.
-	Direct *runc.Runtime
-	// Handlers are the RuntimeClass handlers: a pod's monitor runs its
-	// handler's runtime (see runtimeOf). nil runs every pod on Runtime.
+	// Direct, when set, lets the manager drive a pod's runtime without the
+	// pod's monitor, to kill and delete the pause container of a pod whose
+	// monitor is dead (killed, OOM): without it such a pod's pause would
+	// outlive its removal. The pod's handler picks the runtime; Direct
+	// itself serves only a pod whose handler the config no longer has.
+	// nil skips direct deletes (tests without runc).
+	Direct Runtime
+	// Handlers are the RuntimeClass handlers, the one lookup from a pod's
+	// handler to its runtime (see Runtime). nil has only the default
+	// handler, on Runtime and RuntimeRoot.
 	Handlers *runc.Handlers
 	// Hooks are told of each pod's lifecycle (NRI); nil means none.
 	Hooks Hooks
@@ -79,6 +85,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.Monitors == nil {
 		opts.Monitors = processMonitors{}
+	}
+	if opts.Handlers == nil {
+		opts.Handlers = runc.NewHandlers(runc.Handler{Binary: opts.Runtime, Root: opts.RuntimeRoot}, nil)
 	}
 	m := &Manager{
 		opts:     opts,
@@ -470,9 +479,11 @@ func (m *Manager) deleteWithoutMonitor(ctx context.Context, sb *Sandbox) error {
 	return nil
 }
 
-// ForceDelete kills and deletes a container of the pod through runc
-// directly, for the container manager when the pod's monitor is gone.
-// A container runc does not know is already deleted.
+// ForceDelete kills and deletes a container through the default runtime
+// directly. A container runc does not know is already deleted.
+//
+// Deprecated: a container's runtime is its pod's: delete through
+// Runtime(sb), which honours the pod's handler.
 func (m *Manager) ForceDelete(ctx context.Context, id string) error {
 	if m.opts.Direct == nil {
 		return nil

@@ -309,7 +309,7 @@ func (m *Manager) startPause(ctx context.Context, sb *Sandbox) error {
 	if err := oci.WriteBundle(bundle, spec); err != nil {
 		return fmt.Errorf("write pause bundle: %w", err)
 	}
-	rt, err := m.runtimeOf(sb)
+	rt, err := m.Runtime(sb)
 	if err != nil {
 		return err
 	}
