@@ -479,11 +479,25 @@ func (m *Manager) deleteWithoutMonitor(ctx context.Context, sb *Sandbox) error {
 	return nil
 }
 
+// ForceDeleteIn kills and deletes container id of pod sb through the pod's
+// runtime directly, for the container manager when the pod's monitor is
+// gone. A container the runtime does not know is already deleted; without
+// Direct (tests without runc) nothing is deleted.
+func (m *Manager) ForceDeleteIn(ctx context.Context, sb *Sandbox, id string) error {
+	rt := m.directOf(sb)
+	if rt == nil {
+		return nil
+	}
+	if err := rt.Delete(ctx, id, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
 // ForceDelete kills and deletes a container through the default runtime
 // directly. A container runc does not know is already deleted.
 //
-// Deprecated: a container's runtime is its pod's: delete through
-// Runtime(sb), which honours the pod's handler.
+// Deprecated: a container's runtime is its pod's: use ForceDeleteIn.
 func (m *Manager) ForceDelete(ctx context.Context, id string) error {
 	if m.opts.Direct == nil {
 		return nil
