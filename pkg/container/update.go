@@ -2,7 +2,6 @@ package container
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -77,33 +76,24 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 	return m.save(c)
 }
 
-// runtimeOf is the OCI runtime of the container's pod (its RuntimeClass).
+// runtimeOf is the OCI runtime of the container's pod: the one its pod's
+// recorded RuntimeClass handler names, as the sandbox manager looks it up,
+// so the pod's pause and containers share one binary and root.
 func (m *Manager) runtimeOf(c *Container) (*runc.Runtime, error) {
 	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
 	if err != nil {
 		return nil, err
 	}
-	if rt, ok := m.opts.Runtimes[sb.Config.RuntimeHandler]; ok && rt != nil {
-		return rt, nil
-	}
-	if m.opts.Runtime == nil {
-		return nil, fmt.Errorf("no OCI runtime configured for handler %q", sb.Config.RuntimeHandler)
-	}
-	return m.opts.Runtime, nil
+	return m.opts.Sandboxes.Runtime(sb)
 }
 
 // forceDelete kills and deletes a container through its pod's runtime
-// directly, when the pod's monitor is gone. The default handler goes
-// through the sandbox manager (which may have no runtime to use in tests).
+// directly, when the pod's monitor is gone.
 func (m *Manager) forceDelete(ctx context.Context, c *Container) error {
 	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
-	if err == nil && sb.Config.RuntimeHandler != "" && sb.Config.RuntimeHandler != "runc" {
-		if rt, ok := m.opts.Runtimes[sb.Config.RuntimeHandler]; ok && rt != nil {
-			if err := rt.Delete(ctx, c.ID, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
-				return err
-			}
-			return nil
-		}
+	if err != nil {
+		// The pod's record is gone: the default runtime is all there is.
+		return m.opts.Sandboxes.ForceDelete(ctx, c.ID)
 	}
-	return m.opts.Sandboxes.ForceDelete(ctx, c.ID)
+	return m.opts.Sandboxes.ForceDeleteIn(ctx, sb, c.ID)
 }
