@@ -134,3 +134,31 @@ func TestStopDuringRun(t *testing.T) {
 		}
 	}
 }
+
+// A Stop waiting behind a Run gives up when its client does, and changes
+// nothing.
+func TestStopHonoursItsContextWhileWaiting(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.net.inSetup = make(chan string)
+	env.net.release = make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.m.Run(context.Background(), podConfig("slow"))
+		done <- err
+	}()
+	id := <-env.net.inSetup
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- env.m.Stop(ctx, id) }()
+	cancel()
+	if err := <-stopped; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stop = %v, want context.Canceled", err)
+	}
+	close(env.net.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rec := env.stored(t, id); rec == nil || rec.State != StateReady {
+		t.Fatalf("record = %+v, want the Run's Ready pod untouched", rec)
+	}
+}

@@ -285,12 +285,10 @@ func (m *Manager) lockAndLoad(ctx context.Context, idOrPrefix string) (*Sandbox,
 	return sb, unlock, nil
 }
 
-// lock holds id's lock, or gives up when ctx ends first.
+// lock holds id's lock, or gives up when ctx ends first: a Stop queued
+// behind a slow Run must not outlive its client.
 func (m *Manager) lock(ctx context.Context, id string) (func(), error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return m.locks.Lock(id), nil
+	return m.locks.LockContext(ctx, id)
 }
 
 func (m *Manager) stop(ctx context.Context, sb *Sandbox) error {
