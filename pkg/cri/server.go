@@ -74,7 +74,7 @@ type Server struct {
 	pullTimeout time.Duration
 	log         *slog.Logger
 
-	// Node services of issue 5 (stats, streaming, events, metrics); set
+	// Node services (stats, streaming, events, metrics); set
 	// up by initNodeServices, each nil when not configured.
 	stats     *statsSource
 	streamer  Streamer
