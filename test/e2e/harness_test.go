@@ -30,12 +30,13 @@ func startDaemon(t testing.TB) *daemon {
 // registry returns the shared loopback registry and the busybox reference on it.
 var registry = harness.Registry
 
-// leftovers reports everything of the test's pods still on the host (issue 2,
-// item 2); the pods' network namespaces must have been recorded.
+// leftovers reports everything of the test's pods still on the host once
+// what exits asynchronously had its time; the pods' network namespaces must
+// have been recorded.
 func (d *daemon) leftovers() []string {
 	var problems []string
 	if d.RecordedNetns() == 0 {
 		problems = append(problems, "test bug: no pod network namespace was recorded")
 	}
-	return append(problems, d.Leftovers()...)
+	return append(problems, d.SettledLeftovers()...)
 }

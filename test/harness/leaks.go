@@ -307,20 +307,27 @@ func (d *Daemon) Leftovers() []string {
 	return problems
 }
 
-// NoLeftovers fails the test if anything of its pods is left; veths and
-// exiting monitors go away asynchronously, so it waits a little for those.
-func (d *Daemon) NoLeftovers() {
-	d.T.Helper()
+// SettledLeftovers is Leftovers once what goes away asynchronously has had
+// its time: a pod's monitor exits after answering Shutdown, and veths go
+// with their namespace. It polls until nothing is left or 15 s passed (the
+// bound only stops a hang) and returns what is still there.
+func (d *Daemon) SettledLeftovers() []string {
 	var problems []string
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		problems = d.Leftovers()
 		if len(problems) == 0 || time.Now().After(deadline) {
-			break
+			return problems
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for _, p := range problems {
+}
+
+// NoLeftovers fails the test if anything of its pods is left (see
+// SettledLeftovers).
+func (d *Daemon) NoLeftovers() {
+	d.T.Helper()
+	for _, p := range d.SettledLeftovers() {
 		d.T.Error(p)
 	}
 }
