@@ -196,8 +196,10 @@ func TestSocketsUnderUmask000(t *testing.T) {
 			t.Errorf("socket %s not found", path)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(podDir, "rpc")); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("monitor socket dir: %v, %v; want mode 0700", fi.Mode(), err)
+	if fi, err := os.Stat(filepath.Join(podDir, "rpc")); err != nil {
+		t.Fatalf("monitor socket dir: %v", err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("monitor socket dir has mode %04o, want 0700", fi.Mode().Perm())
 	}
 
 	traversable(t, podDir)
@@ -239,6 +241,10 @@ func TestListenEndpoint(t *testing.T) {
 	requireHost(t)
 	d := harness.New(t, harness.Options{Tag: "hostile", Namespace: "hostile", Subnet16: "10.247"})
 	d.ExtraArgs = append(d.ExtraArgs, "--listen", "unix://"+d.Sock)
+	// The daemon inherits the cwd: a temp dir, so that a daemon which takes
+	// the URL for a relative path makes its "unix:" dir there, not in the
+	// source tree.
+	t.Chdir(t.TempDir())
 	d.Start()
 	if fi, err := os.Lstat(d.Sock); err != nil || fi.Mode()&fs.ModeSocket == 0 {
 		t.Fatalf("no socket at %s for unix://%s: %v", d.Sock, d.Sock, err)
