@@ -267,3 +267,31 @@ func TestCreateWithSymlinkedLogFails(t *testing.T) {
 		t.Fatalf("symlink target changed: %q", b)
 	}
 }
+
+// A monitor started by an older daemon listens at <dir>/monitor.sock; a
+// restarted daemon still finds it there.
+func TestConnectFindsALegacySocket(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := readRequest(c); err == nil {
+			json.NewEncoder(c).Encode(response{Result: json.RawMessage(`{"pid":4242}`)})
+		}
+	}()
+	c, err := Connect(ctxT(t, 10*time.Second), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pid() != 4242 {
+		t.Fatalf("pid %d", c.Pid())
+	}
+}
