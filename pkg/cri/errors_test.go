@@ -40,6 +40,7 @@ var sentinelCodes = map[string]struct {
 	"container.ErrInvalid":         {container.ErrInvalid, codes.InvalidArgument},
 	"container.ErrState":           {container.ErrState, codes.FailedPrecondition},
 	"image.ErrNotFound":            {image.ErrNotFound, codes.NotFound},
+	"image.ErrLimit":               {image.ErrLimit, codes.ResourceExhausted},
 	"image.ErrInvalidReference":    {image.ErrInvalidReference, codes.InvalidArgument},
 	"store.ErrNotFound":            {store.ErrNotFound, codes.NotFound},
 	"store.ErrAmbiguous":           {store.ErrAmbiguous, codes.InvalidArgument},

@@ -78,7 +78,7 @@ type Server struct {
 	// up by initNodeServices, each nil when not configured.
 	stats     *statsSource
 	streamer  Streamer
-	lifecycle *lifecycle
+	lifecycle *events.Poller
 }
 
 // New returns a Server.
@@ -191,6 +191,10 @@ var errorCodes = []struct {
 	// Exec or attach into a container that has exited.
 	{monitor.ErrNotRunning, codes.FailedPrecondition},
 	{runc.ErrNotRunning, codes.FailedPrecondition},
+
+	// An image over the node's configured size limits: the operator's
+	// limit, not a malformed request.
+	{image.ErrLimit, codes.ResourceExhausted},
 
 	{monitor.ErrExecTimeout, codes.DeadlineExceeded},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
