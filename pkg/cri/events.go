@@ -3,8 +3,6 @@ package cri
 import (
 	"context"
 	"strings"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -14,143 +12,54 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 )
 
-// lifecycle turns state changes of containers and sandboxes into events by
-// diffing the store against the last snapshot. One diff covers every way a
-// state changes (an RPC, a container exiting on its own, a pod stop taking
-// its containers with it), so the domain packages need no event hooks. A
-// diff runs right after each lifecycle RPC, and every pollInterval while
-// anyone subscribes, to catch exits nobody asked for.
-type lifecycle struct {
-	broker *events.Broker
-	s      *Server
+// eventSource shows the poller of pkg/events the node's containers and
+// pods, their states translated into lifecycle steps.
+type eventSource struct{ s *Server }
 
-	mu         sync.Mutex // serialises diffs, so events keep their order
-	primed     bool
-	containers map[string]snap
-	sandboxes  map[string]snap
-
-	kick chan struct{}
-}
-
-type snap struct {
-	sandbox string
-	state   string
-}
-
-const pollInterval = time.Second
-
-func newLifecycle(s *Server, b *events.Broker) *lifecycle {
-	return &lifecycle{broker: b, s: s, kick: make(chan struct{}, 1)}
-}
-
-// reconcile publishes the changes since the last call.
-func (l *lifecycle) reconcile() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.broker.Subscribers() == 0 {
-		// Nobody listens: the next subscriber starts from a fresh baseline.
-		l.primed = false
-		return
-	}
-	cs, err := l.s.containers.List(container.Filter{})
+func (e eventSource) Containers() ([]events.Object, error) {
+	cs, err := e.s.containers.List(container.Filter{})
 	if err != nil {
-		l.s.log.Debug("events: list containers", "error", err)
-		return
+		return nil, err
 	}
-	sbs, err := l.s.sandboxes.List(sandbox.Filter{})
-	if err != nil {
-		l.s.log.Debug("events: list sandboxes", "error", err)
-		return
+	out := make([]events.Object, len(cs))
+	for i, c := range cs {
+		out[i] = events.Object{ID: c.ID, SandboxID: c.SandboxID, Step: containerStep(c.State)}
 	}
-	nc := make(map[string]snap, len(cs))
-	for _, c := range cs {
-		nc[c.ID] = snap{sandbox: c.SandboxID, state: string(c.State)}
-	}
-	ns := make(map[string]snap, len(sbs))
-	for _, sb := range sbs {
-		if sb.State == sandbox.StateCreating {
-			continue
-		}
-		ns[sb.ID] = snap{sandbox: sb.ID, state: string(sb.State)}
-	}
-	if l.primed {
-		now := time.Now()
-		// Pods before their containers when they appear, after when they go.
-		l.diff(l.sandboxes, ns, sandboxSteps, now, false)
-		l.diff(l.containers, nc, containerSteps, now, false)
-		l.diff(l.containers, nc, containerSteps, now, true)
-		l.diff(l.sandboxes, ns, sandboxSteps, now, true)
-	}
-	l.containers, l.sandboxes, l.primed = nc, ns, true
+	return out, nil
 }
 
-// steps maps a state to how far along the lifecycle it is: created 1,
-// started 2, stopped 3.
-type steps func(state string) int
+func (e eventSource) Sandboxes() ([]events.Object, error) {
+	sbs, err := e.s.sandboxes.List(sandbox.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]events.Object, len(sbs))
+	for i, sb := range sbs {
+		out[i] = events.Object{ID: sb.ID, SandboxID: sb.ID, Step: sandboxStep(sb.State)}
+	}
+	return out, nil
+}
 
-func containerSteps(state string) int {
-	switch container.State(state) {
+func containerStep(s container.State) events.Step {
+	switch s {
 	case container.StateCreated:
-		return 1
+		return events.StepCreated
 	case container.StateRunning:
-		return 2
+		return events.StepStarted
 	case container.StateExited:
-		return 3
+		return events.StepStopped
 	}
-	return 0
+	return events.StepNone
 }
 
-func sandboxSteps(state string) int {
-	switch sandbox.State(state) {
+func sandboxStep(s sandbox.State) events.Step {
+	switch s {
 	case sandbox.StateReady:
-		return 2
+		return events.StepStarted
 	case sandbox.StateNotReady:
-		return 3
+		return events.StepStopped
 	}
-	return 0
-}
-
-// diff publishes the transitions from old to cur: with gone false the
-// creations and state changes, with gone true the deletions.
-func (l *lifecycle) diff(old, cur map[string]snap, st steps, now time.Time, gone bool) {
-	if gone {
-		for id, o := range old {
-			if _, ok := cur[id]; !ok {
-				// Started and gone before a diff saw it stop (a quick exit
-				// then a remove): it did stop, and the PLEG needs to know.
-				if step := st(o.state); step == 2 {
-					l.broker.Publish(events.Event{ContainerID: id, SandboxID: o.sandbox, Type: events.Stopped, Time: now})
-				}
-				l.broker.Publish(events.Event{ContainerID: id, SandboxID: o.sandbox, Type: events.Deleted, Time: now})
-			}
-		}
-		return
-	}
-	for id, c := range cur {
-		from := 0
-		if o, ok := old[id]; ok {
-			from = st(o.state)
-		}
-		to := st(c.state)
-		for step := from + 1; step <= to; step++ {
-			l.broker.Publish(events.Event{ContainerID: id, SandboxID: c.sandbox, Type: events.Type(step - 1), Time: now})
-		}
-	}
-}
-
-// run polls while anyone subscribes; it ends with ctx.
-func (l *lifecycle) run(ctx context.Context) {
-	t := time.NewTicker(pollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-l.kick:
-		}
-		l.reconcile()
-	}
+	return events.StepNone
 }
 
 // lifecycleMethods are the RPCs after which the snapshot is diffed at once.
@@ -168,11 +77,11 @@ func (s *Server) eventsInterceptor(ctx context.Context, req any, info *grpc.Unar
 	if diff && (strings.HasPrefix(name, "Remove") || strings.HasPrefix(name, "Stop")) {
 		// An exit that happened since the last diff is reported while the
 		// container still exists, so its STOPPED event carries its status.
-		s.lifecycle.reconcile()
+		s.lifecycle.Reconcile()
 	}
 	resp, err := h(ctx, req)
 	if diff {
-		s.lifecycle.reconcile()
+		s.lifecycle.Reconcile()
 	}
 	return resp, err
 }
@@ -183,10 +92,10 @@ func (s *Server) GetContainerEvents(r *runtimeapi.GetEventsRequest, stream grpc.
 	if s.lifecycle == nil {
 		return unavailable("events")
 	}
-	sub := s.lifecycle.broker.Subscribe(events.DefaultBuffer)
+	sub := s.lifecycle.Broker().Subscribe(events.DefaultBuffer)
 	defer sub.Close()
 	// Baseline now, so what happens from here on is reported.
-	s.lifecycle.reconcile()
+	s.lifecycle.Reconcile()
 	ctx := stream.Context()
 	for {
 		select {

@@ -1,6 +1,10 @@
 package cri
 
-import "context"
+import (
+	"context"
+
+	"github.com/pod-shim/pod-shim/pkg/events"
+)
 
 // initNodeServices sets up the parts of the server beyond the lifecycle
 // RPCs: stats, streaming, events and metrics. Kept apart from New so those
@@ -11,7 +15,7 @@ func (s *Server) initNodeServices(o Options) {
 	}
 	s.streamer = o.Streamer
 	if o.Events != nil {
-		s.lifecycle = newLifecycle(s, o.Events)
+		s.lifecycle = events.NewPoller(o.Events, eventSource{s}, o.Logger)
 	}
 }
 
@@ -19,6 +23,6 @@ func (s *Server) initNodeServices(o Options) {
 // events poller) until ctx ends.
 func (s *Server) RunNodeServices(ctx context.Context) {
 	if s.lifecycle != nil {
-		s.lifecycle.run(ctx)
+		s.lifecycle.Run(ctx)
 	}
 }
