@@ -198,7 +198,7 @@ func TestAttachTTY(t *testing.T) {
 // they started.
 func TestAttachNoLeaks(t *testing.T) {
 	requireHost(t)
-	d := startDaemonWith(t, func(d *daemon) { d.withMetrics(t) })
+	d := startDaemonWith(t, func(d *daemon) { d.withDebug(t); d.withMetrics(t) })
 	metrics := d.ExtraArgs[len(d.ExtraArgs)-1]
 	ctr := d.attachCtr("aleak", `while :; do echo tick; sleep 0.05; done`, false, false)
 	mons := d.Monitors()

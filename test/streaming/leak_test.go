@@ -22,10 +22,14 @@ import (
 
 func (d *daemon) withMetrics(t *testing.T) string {
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t, 0))
-	// pprof is served only on its own address; /metrics stays last.
-	debug := "127.0.0.1:" + strconv.Itoa(freePort(t, 0))
-	d.ExtraArgs = append(d.ExtraArgs, "--debug-address", debug, "--metrics-address", addr)
+	d.ExtraArgs = append(d.ExtraArgs, "--metrics-address", addr)
 	return addr
+}
+
+// withDebug serves pprof (which counts reads) on its own address; call it
+// before withMetrics, whose address the tests take from the last argument.
+func (d *daemon) withDebug(t *testing.T) {
+	d.ExtraArgs = append(d.ExtraArgs, "--debug-address", "127.0.0.1:"+strconv.Itoa(freePort(t, 0)))
 }
 
 func httpGet(t *testing.T, url string) string {
@@ -70,7 +74,7 @@ func (d *daemon) counts(t *testing.T, metrics string) counts {
 // their starting counts.
 func TestExecNoLeaks(t *testing.T) {
 	requireHost(t)
-	d := startDaemonWith(t, func(d *daemon) { d.withMetrics(t) })
+	d := startDaemonWith(t, func(d *daemon) { d.withDebug(t); d.withMetrics(t) })
 	metrics := d.ExtraArgs[len(d.ExtraArgs)-1]
 	_, ctr := d.podWith("leak", "sleep 100000")
 	pids := filepath.Join("/sys/fs/cgroup/pids", d.bundleCgroup(ctr), "pids.current")
