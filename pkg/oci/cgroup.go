@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,7 +16,13 @@ const CgroupRoot = "/sys/fs/cgroup"
 // root: the one unified tree on v2, or each v1 hierarchy (and a hybrid
 // host's "unified" one, which runc populates too). Symlinks such as
 // cpu -> cpu,cpuacct name a hierarchy already listed and are skipped.
+//
+// The host's cgroup version is opencontainers/cgroups' answer, as runc's;
+// only a root other than CgroupRoot (a test's tree) is judged by itself.
 func CgroupHierarchies(root string) []string {
+	if root == CgroupRoot {
+		return HierarchiesUnder(root, cgroups.IsCgroup2UnifiedMode())
+	}
 	var st unix.Statfs_t
 	return HierarchiesUnder(root, unix.Statfs(root, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC)
 }

@@ -1,24 +1,36 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
+	"strings"
 
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
 	"golang.org/x/sys/unix"
 
 	"github.com/pod-shim/pod-shim/pkg/oci"
 )
 
-// Resources are the CPU and memory figures of a pod (the sum of its
-// containers') or of its overhead, as the CRI gives them. Zero means unset.
+// Resources are the limits of a pod (the sum of its containers') or of its
+// overhead, as the CRI gives them. Zero means unset. The overhead adds to
+// CPU and memory only.
 type Resources struct {
 	CPUPeriod   int64 // µs
 	CPUQuota    int64 // µs per period
 	CPUShares   int64
 	MemoryLimit int64 // bytes
+
+	MemorySwapLimit int64 // memory plus swap, bytes
+	CpusetCPUs      string
+	CpusetMems      string
+	HugepageLimits  map[string]uint64 // by page size ("2MB")
+	Unified         map[string]string // cgroup v2 files
 }
 
 // cgroupRoot is where the cgroup hierarchies are mounted; a var for tests.
@@ -36,9 +48,20 @@ func podLimits(res, over *Resources) Resources {
 	if over != nil {
 		o = *over
 	}
-	out := Resources{CPUShares: r.CPUShares + o.CPUShares}
+	out := Resources{
+		CPUShares:       r.CPUShares + o.CPUShares,
+		CpusetCPUs:      r.CpusetCPUs,
+		CpusetMems:      r.CpusetMems,
+		HugepageLimits:  r.HugepageLimits,
+		Unified:         r.Unified,
+	}
 	if r.MemoryLimit > 0 {
 		out.MemoryLimit = r.MemoryLimit + max(o.MemoryLimit, 0)
+	}
+	if r.MemorySwapLimit > 0 {
+		// Memory plus swap: the overhead's memory counts in it too, or the
+		// kernel refuses a memory limit over the swap one.
+		out.MemorySwapLimit = r.MemorySwapLimit + max(o.MemoryLimit, 0)
 	}
 	if r.CPUQuota > 0 {
 		out.CPUPeriod = r.CPUPeriod
@@ -57,43 +80,32 @@ func podLimits(res, over *Resources) Resources {
 	return out
 }
 
-// cgroupFile is one value written into a pod cgroup.
-type cgroupFile struct {
-	controller string // v1 hierarchy; "" on v2
-	name       string
-	value      string
-}
-
-// podCgroupFiles are the files that carry limits on v1 (one hierarchy per
-// controller) and v2 (one unified tree).
-func podCgroupFiles(l Resources, v2 bool) []cgroupFile {
-	var out []cgroupFile
-	if v2 {
-		if l.MemoryLimit > 0 {
-			out = append(out, cgroupFile{"", "memory.max", strconv.FormatInt(l.MemoryLimit, 10)})
-		}
-		if l.CPUShares > 0 {
-			// The conversion runc and the kubelet use: [2, 262144] → [1, 10000].
-			w := 1 + ((min(max(l.CPUShares, 2), 262144)-2)*9999)/262142
-			out = append(out, cgroupFile{"", "cpu.weight", strconv.FormatInt(w, 10)})
-		}
-		if l.CPUQuota > 0 {
-			out = append(out, cgroupFile{"", "cpu.max", fmt.Sprintf("%d %d", l.CPUQuota, l.CPUPeriod)})
-		}
-		return out
-	}
-	if l.MemoryLimit > 0 {
-		out = append(out, cgroupFile{"memory", "memory.limit_in_bytes", strconv.FormatInt(l.MemoryLimit, 10)})
+// podCgroupResources are the pod's limits as opencontainers/cgroups takes
+// them. The library does the v1 and v2 files and their conversions (shares
+// to weight, quota and period to cpu.max) as runc does for the containers
+// inside, so pod and container cgroups speak the same numbers.
+// SkipDevices: the pod cgroup holds every container of the pod, and a
+// device rule set here would deny them all their devices.
+func podCgroupResources(l Resources) *cgroups.Resources {
+	r := &cgroups.Resources{
+		Memory:      l.MemoryLimit,
+		MemorySwap:  l.MemorySwapLimit,
+		CpuQuota:    l.CPUQuota,
+		CpusetCpus:  l.CpusetCPUs,
+		CpusetMems:  l.CpusetMems,
+		Unified:     l.Unified,
+		SkipDevices: true,
 	}
 	if l.CPUShares > 0 {
-		out = append(out, cgroupFile{"cpu", "cpu.shares", strconv.FormatInt(l.CPUShares, 10)})
+		r.CpuShares = uint64(l.CPUShares)
 	}
-	if l.CPUQuota > 0 {
-		// Period first: the kernel checks the quota against it.
-		out = append(out, cgroupFile{"cpu", "cpu.cfs_period_us", strconv.FormatInt(l.CPUPeriod, 10)},
-			cgroupFile{"cpu", "cpu.cfs_quota_us", strconv.FormatInt(l.CPUQuota, 10)})
+	if l.CPUPeriod > 0 {
+		r.CpuPeriod = uint64(l.CPUPeriod)
 	}
-	return out
+	for _, size := range slices.Sorted(maps.Keys(l.HugepageLimits)) {
+		r.HugetlbLimit = append(r.HugetlbLimit, &cgroups.HugepageLimit{Pagesize: size, Limit: l.HugepageLimits[size]})
+	}
+	return r
 }
 
 // applyPodResources sizes the pod cgroup (the sandbox's cgroup_parent, which
@@ -112,37 +124,92 @@ func (m *Manager) applyPodResources(sb *Sandbox) error {
 			"reason", "needs a cgroup_parent and the cgroupfs driver", "driver", m.opts.CgroupDriver)
 		return nil
 	}
-	limits := podLimits(c.Resources, c.Overhead)
-	var st unix.Statfs_t
-	v2 := unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
-	for _, f := range podCgroupFiles(limits, v2) {
-		dir := filepath.Join(cgroupRoot, f.controller, filepath.Clean("/"+c.CgroupParent))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("pod cgroup: %w", err)
-		}
-		err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.value), 0o644)
-		if errors.Is(err, os.ErrNotExist) {
-			// A controller this kernel lacks (no CFS bandwidth, say).
-			m.log.Warn("pod cgroup: controller file missing", "sandbox", sb.ID, "file", filepath.Join(dir, f.name))
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("pod cgroup %s=%s: %w", filepath.Join(dir, f.name), f.value, err)
-		}
+	return m.setPodCgroup(c.CgroupParent, podLimits(c.Resources, c.Overhead))
+}
+
+// UpdateResources applies the pod-level limits the kubelet computed for an
+// in-place pod resize, plus the pod's overhead, to the pod's cgroup (its
+// cgroup_parent). Nothing is stored: the kubelet owns that cgroup and
+// resends on its next sync. The caller has validated r's names (hugepage
+// sizes, unified keys), which become file names.
+func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Resources) error {
+	if r == nil {
+		return nil
+	}
+	sb, unlock, err := m.lockAndLoad(ctx, idOrPrefix)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if sb.State != StateReady {
+		return fmt.Errorf("sandbox %s: %w", sb.ID, ErrNotReady)
+	}
+	parent, err := podCgroupParent(m.opts.CgroupDriver, sb.Config.CgroupParent)
+	if err != nil {
+		return err
+	}
+	return m.setPodCgroup(parent, podLimits(r, sb.Config.Overhead))
+}
+
+// setPodCgroup makes the pod cgroup at parent (relative to the hierarchies'
+// root) where it is missing and writes l into it: the one writer of pod
+// cgroups.
+func (m *Manager) setPodCgroup(parent string, l Resources) error {
+	res := podCgroupResources(l)
+	mgr, err := cgroupManager(&cgroups.Cgroup{Path: filepath.Clean("/" + parent), Resources: res})
+	if errors.Is(err, cgroups.ErrV1NoUnified) {
+		return fmt.Errorf("unified cgroup resources need a cgroup v2 host: %w", ErrInvalid)
+	}
+	if err != nil {
+		return fmt.Errorf("pod cgroup %s: %w", parent, err)
+	}
+	// -1 makes the cgroup without moving any process into it.
+	if err := mgr.Apply(-1); err != nil {
+		return fmt.Errorf("create pod cgroup %s: %w", parent, err)
+	}
+	if err := mgr.Set(res); err != nil {
+		return fmt.Errorf("pod cgroup %s: %w", parent, err)
 	}
 	return nil
 }
 
-// cgroupHierarchies are the mount points of the host's cgroup trees: the
-// one unified tree on v2, or each v1 hierarchy (and a hybrid host's empty
-// "unified" one, which runc populates too). Symlinks such as cpu ->
-// cpu,cpuacct name a hierarchy already listed.
-func cgroupHierarchies() []string {
-	var st unix.Statfs_t
-	return hierarchiesUnder(cgroupRoot, unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC)
+// cgroupManager is the library's manager for the host's cgroup version; a
+// var so tests can check what reaches it without root.
+var cgroupManager = manager.New
+
+// podCgroupParent is the pod's cgroup (the kubelet's cgroup_parent)
+// relative to a hierarchy's root, for the cgroup driver: a systemd slice
+// name is expanded as systemd nests it ("kubepods-burstable-pod1.slice" is
+// "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice").
+func podCgroupParent(driver, parent string) (string, error) {
+	if parent == "" {
+		return "", fmt.Errorf("the pod has no cgroup_parent: %w", ErrInvalid)
+	}
+	if driver != "systemd" {
+		return filepath.Clean("/" + parent), nil
+	}
+	slice := filepath.Base(parent)
+	name, ok := strings.CutSuffix(slice, ".slice")
+	if !ok || name == "" {
+		return "", fmt.Errorf("invalid systemd slice %q: %w", slice, ErrInvalid)
+	}
+	if name == "-" {
+		return "/", nil
+	}
+	var path, prefix string
+	for _, part := range strings.Split(name, "-") {
+		if part == "" {
+			return "", fmt.Errorf("invalid systemd slice %q: %w", slice, ErrInvalid)
+		}
+		path += "/" + prefix + part + ".slice"
+		prefix += part + "-"
+	}
+	return path, nil
 }
 
-func hierarchiesUnder(root string, v2 bool) []string { return oci.HierarchiesUnder(root, v2) }
+// cgroupHierarchies are the mount points of the host's cgroup trees, as
+// pkg/oci finds them (cgroupRoot is a var for tests).
+func cgroupHierarchies() []string { return oci.CgroupHierarchies(cgroupRoot) }
 
 // podCgroupDirs lists, deepest first, the directories of the pod's
 // cgroup_parent that do not exist yet in any hierarchy: the ones this pod's

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/pod-shim/pod-shim/pkg/oci"
 )
 
 // A v1 layout in a temp dir: the parent is partly there in one hierarchy,
@@ -74,7 +76,7 @@ func TestPodCgroupDirsV2(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "kubepods.slice"), 0o755)
 	os.MkdirAll(filepath.Join(root, "system.slice"), 0o755)
-	h := hierarchiesUnder(root, true)
+	h := oci.HierarchiesUnder(root, true)
 	if !slices.Equal(h, []string{root}) {
 		t.Fatalf("hierarchies %v", h)
 	}
