@@ -1,0 +1,487 @@
+#!/usr/bin/env bash
+# Runs upstream's node conformance suite (k8s.io/kubernetes/test/e2e_node,
+# the kubelet's own e2e tests) against pod-shim or containerd v2.4.x on this
+# machine, offline, and cleans up everything it made, also on failure.
+#
+#   test/node-e2e/run.sh [--runtime pod-shim|containerd] [--subset ci] [ginkgo flags]
+#
+# Default selection: --focus='\[NodeConformance\]' --skip='\[Flaky\]|\[Slow\]|\[Serial\]'
+# (what containerd's and CRI-O's node e2e CI run in parallel). A --focus or
+# --label-filter among the ginkgo flags replaces the default focus; a --skip
+# replaces the default skip. `--subset ci` runs the named CI subset
+# (ci-subset.txt: one regexp per line, ORed into one focus).
+#
+# Environment:
+#   POD_SHIM_CACHE    build cache (default /var/cache/pod-shim-ci)
+#   POD_SHIM_BIN_DIR  pod-shim, pod-shim-monitor, pod-shim-pause from here instead of building
+#   NODE_E2E_OUT      directory for reports and logs (default: temp dir, copied to
+#                     /tmp/pod-shim-node-e2e-last-<runtime>)
+#   NODE_E2E_NODES    ginkgo parallel processes (default 4)
+#   NODE_E2E_EXPECT_FAIL  expected-failure list (default test/node-e2e/expected-failures.txt)
+#
+# What a run does:
+#  1. builds pod-shim, kubelet + e2e_node.test + ginkgo (hack/build-kube.sh),
+#     the real agnhost (build-agnhost.sh), busybox (test/conformance), and
+#     for containerd hack/build-containerd.sh; all cached;
+#  2. serves every image the specs use from one registry on 127.0.0.1
+#     (images/), named through KUBE_TEST_REPO_LIST, with the runtime's mirrors
+#     sending registry.k8s.io, docker.io and gcr.io there too;
+#  3. starts the runtime with private root/state/socket, runc 1.1.5
+#     (/usr/sbin/runc), a unique CNI bridge and subnet, and HTTP(S)_PROXY
+#     pointing at a closed loopback port so no pull can leave the machine;
+#  4. under flock /run/lock/pod-shim-kube.lock (the kubelet's ports and
+#     /var/lib/kubelet are shared with the other kubelet suites), runs
+#     e2e_node.test through ginkgo: it starts etcd, an API server and a
+#     namespace controller in-process and the kubelet from the kube cache;
+#  5. writes junit.xml and report.json, prints `passed= failed= skipped=`,
+#     and exits non-zero on any failure not in expected-failures.txt.
+#
+# Host facts handled: cgroup v1 hybrid (failCgroupV1: false), cgroupfs driver,
+# no systemd as PID 1 while systemd-run is installed (the suite would start the
+# kubelet with systemd-run if it found it in PATH: PATH here hides it), no
+# CAP_SYS_RESOURCE (containerd: restrict_oom_score_adj), AppArmor off.
+set -euo pipefail
+
+RUNTIME=pod-shim
+SUBSET=
+GINKGO_ARGS=()
+while (($#)); do
+	case $1 in
+	--runtime) RUNTIME=$2; shift 2 ;;
+	--runtime=*) RUNTIME=${1#*=}; shift ;;
+	--subset) SUBSET=$2; shift 2 ;;
+	--subset=*) SUBSET=${1#*=}; shift ;;
+	*) GINKGO_ARGS+=("$1"); shift ;;
+	esac
+done
+case $RUNTIME in pod-shim | containerd) ;; *) echo "run.sh: --runtime pod-shim|containerd" >&2; exit 2 ;; esac
+
+[[ $(id -u) == 0 ]] || { echo "run.sh: needs root" >&2; exit 1; }
+for t in /usr/sbin/runc gcc iptables jq ip curl flock; do
+	command -v "$t" >/dev/null || { echo "run.sh: missing $t" >&2; exit 1; }
+done
+for p in bridge host-local portmap loopback; do
+	[[ -x /usr/lib/cni/$p ]] || { echo "run.sh: missing /usr/lib/cni/$p" >&2; exit 1; }
+done
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$SRC/test/node-e2e
+CACHE=${POD_SHIM_CACHE:-/var/cache/pod-shim-ci}
+EXPECT=${NODE_E2E_EXPECT_FAIL:-$HERE/expected-failures.txt}
+NODES=${NODE_E2E_NODES:-4}
+WORK=$(mktemp -d /tmp/pod-shim-node-e2e.XXXXXX)
+OUT=${NODE_E2E_OUT:-$WORK/out}
+# Short state dir: unix sockets live below it and sun_path holds 107 bytes.
+STATE=$(mktemp -d /run/psne.XXXX)
+mkdir -p "$OUT" "$WORK"/{bin,root,cni,ipam,run,path,certs.d}
+RAND=$((RANDOM % 200 + 20))
+for _ in $(seq 1 50); do
+	ip route show | grep -q "^10\.249\.$RAND\." || break
+	RAND=$((RANDOM % 200 + 20))
+done
+SUBNET=10.249.$RAND.0/24
+BRIDGE=psne$(printf '%04x' $((RANDOM)))
+SOCK=$STATE/cri.sock
+RUNTIME_CG=/psne-runtime-$BRIDGE
+REG_PID= DAEMON_PID= SUITE_PID=
+CRICTL=(crictl)
+command -v crictl >/dev/null || CRICTL=(/root/go/bin/crictl)
+CRICTL+=(--runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 60s)
+
+log() { echo "node-e2e: $*" >&2; }
+
+PORTMAP_CHAINS="CNI-HOSTPORT-DNAT CNI-HOSTPORT-SNAT CNI-HOSTPORT-MASQ CNI-HOSTPORT-SETMARK"
+STAMP=$WORK/.start
+LOCKED=
+
+rm_cgroup_tree() { # depth-first rmdir of a cgroup dir (cgroupfs: rmdir only)
+	find "$1" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ -n $SUITE_PID ]] && kill -0 "$SUITE_PID" 2>/dev/null; then
+		kill -INT "$SUITE_PID"
+		for _ in $(seq 1 300); do kill -0 "$SUITE_PID" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$SUITE_PID" 2>/dev/null
+		wait "$SUITE_PID" 2>/dev/null
+	fi
+	# The kubelet and the in-process API server are the suite's children;
+	# whatever is left of them runs from this work dir or the kube cache.
+	for pid in $(pgrep -f "^$CACHE/kube/[^ ]*/kubelet .*--container-runtime-endpoint unix://$SOCK" || true); do
+		kill -TERM "$pid" 2>/dev/null && log "stopped leftover kubelet $pid"
+	done
+	if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+		# Remove every pod through the runtime first, so runc, shims, netns,
+		# CNI allocations and portmap rules go the normal way.
+		for p in $("${CRICTL[@]}" pods -q 2>/dev/null); do
+			"${CRICTL[@]}" stopp "$p" >/dev/null 2>&1
+			"${CRICTL[@]}" rmp -f "$p" >/dev/null 2>&1
+		done
+		kill -TERM "$DAEMON_PID"
+		for _ in $(seq 1 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$DAEMON_PID" 2>/dev/null
+		wait "$DAEMON_PID" 2>/dev/null
+	fi
+	[[ -n $REG_PID ]] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null
+	local left
+	for pid in $(grep -l -s -F -e "$WORK" -e "$STATE" /proc/[0-9]*/cmdline | cut -d/ -f3); do
+		[[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+		kill -KILL "$pid" 2>/dev/null && left+=" $pid"
+	done
+	[[ -n ${left:-} ]] && log "killed leftover processes:$left"
+	if [[ -d $STATE/runc ]]; then
+		for id in $(/usr/sbin/runc --root "$STATE/runc" list -q 2>/dev/null); do
+			/usr/sbin/runc --root "$STATE/runc" delete -f "$id" 2>/dev/null
+			log "removed leftover runc container $id"
+		done
+	fi
+	# containerd's shim keeps runc state under /run/containerd/runc/<ns> by
+	# default; this run points it at its own root (runc_root below).
+	if [[ -d $STATE/ctd-runc ]]; then
+		for ns in "$STATE"/ctd-runc/*; do
+			[[ -d $ns ]] || continue
+			for id in $(/usr/sbin/runc --root "$ns" list -q 2>/dev/null); do
+				/usr/sbin/runc --root "$ns" delete -f "$id" 2>/dev/null
+				log "removed leftover runc container $id"
+			done
+		done
+	fi
+	# Pod dirs the kubelet made during this run (volumes are mounts: unmount first).
+	[[ -n $LOCKED ]] && find /var/lib/kubelet/pods -mindepth 1 -maxdepth 1 -newer "$STAMP" 2>/dev/null | while read -r d; do
+		cut -d' ' -f2 /proc/self/mounts | grep -F "$d/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+		cut -d' ' -f2 /proc/self/mounts | grep -qF "$d/" || rm -rf --one-file-system "$d"
+	done
+	awk -v w="$WORK" -v s="$STATE" 'index($2, w)==1 || index($2, s)==1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null && log "unmounted leftover $m"
+	done
+	ip link del "$BRIDGE" 2>/dev/null
+	for ch in $(iptables -t nat -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^CNI-DN-/{print $2}'); do
+		if iptables -t nat -S "$ch" | grep -q "10\.249\.$RAND\."; then
+			iptables -t nat -S CNI-HOSTPORT-DNAT 2>/dev/null | grep -- "-j $ch\$" | sed 's/^-A/-D/' |
+				while read -r r; do eval iptables -t nat "$r"; done
+			iptables -t nat -F "$ch"; iptables -t nat -X "$ch"
+		fi
+	done
+	# Chains the kubelet (KUBE-*) or portmap created in this run, when empty of
+	# other users: unhook, flush, delete.
+	local now
+	[[ -n $LOCKED ]] && now=$(for t in filter nat mangle; do iptables -t $t -S 2>/dev/null | awk -v t=$t '$1=="-N"{print t, $2}'; done | sort)
+	[[ -n $LOCKED ]] && comm -13 <(echo "$chains_before") <(echo "$now") | while read -r t ch; do
+		[[ $ch == KUBE-* || " $PORTMAP_CHAINS " == *" $ch "* ]] || continue
+		for b in $(iptables -t "$t" -S | awk '$1=="-A"{print $2}' | sort -u); do
+			iptables -t "$t" -S "$b" | grep -- "-j $ch\( \|\$\)" | sed 's/^-A/-D/' |
+				while read -r r; do eval iptables -t "$t" "$r"; done
+		done
+		iptables -t "$t" -F "$ch" 2>/dev/null
+		iptables -t "$t" -X "$ch" 2>/dev/null
+	done
+	for d in $(ls -d /sys/fs/cgroup/*/kubepods* /sys/fs/cgroup/*/kubelet /sys/fs/cgroup/*/system /sys/fs/cgroup/*"$RUNTIME_CG" 2>/dev/null); do
+		[[ $d == *"$RUNTIME_CG" || -n $LOCKED ]] || continue
+		grep -qxF "$d" <<<"${cg_before:-}" && continue
+		rm_cgroup_tree "$d"
+	done
+	if [[ -z ${NODE_E2E_OUT:-} ]]; then
+		rm -rf "/tmp/pod-shim-node-e2e-last-$RUNTIME"
+		cp -r "$OUT" "/tmp/pod-shim-node-e2e-last-$RUNTIME" 2>/dev/null || true
+		log "reports and logs kept in /tmp/pod-shim-node-e2e-last-$RUNTIME"
+	fi
+	if awk -v w="$WORK" -v s="$STATE" 'index($2, w)==1 || index($2, s)==1' /proc/self/mounts | grep -q .; then
+		log "mounts still under $WORK or $STATE; leaving them"
+	else
+		rm -rf "$WORK" "$STATE"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t0=$(date +%s)
+# ---- 1. builds (cached) ----
+if [[ $RUNTIME == pod-shim ]]; then
+	if [[ -n ${POD_SHIM_BIN_DIR:-} ]]; then
+		cp "$POD_SHIM_BIN_DIR"/pod-shim* "$WORK/bin/"
+	else
+		OUT="$WORK/bin" bash "$SRC/hack/build.sh"
+	fi
+else
+	CTD=$(bash "$SRC/hack/build-containerd.sh")
+fi
+log "kubelet, e2e_node.test, ginkgo (hack/build-kube.sh; waits for a running build)"
+mapfile -t kube < <(bash "$SRC/hack/build-kube.sh" kubelet e2e_node.test ginkgo)
+KUBE_BIN=$(dirname "${kube[0]}")
+E2E=${kube[1]} GINKGO=${kube[2]}
+AGNHOST=$(bash "$HERE/build-agnhost.sh")
+BUSYBOX=$(bash "$SRC/test/conformance/build-busybox.sh")
+KUBE_SRC=$(cd "$SRC" && go mod download -json "k8s.io/kubernetes@${KUBE_VERSION:-v1.37.2}" | jq -r .Dir)
+(cd "$SRC" && CGO_ENABLED=0 go build -o "$WORK/bin/node-e2e-images" ./test/node-e2e/images)
+t_build=$(($(date +%s) - t0))
+
+# ---- 2. images ----
+mkfifo "$WORK/reg.fifo"
+"$WORK/bin/node-e2e-images" --src "$SRC" --busybox "$BUSYBOX" --agnhost "$AGNHOST" --kube-src "$KUBE_SRC" \
+	>"$WORK/reg.fifo" 2>"$OUT/registry.log" &
+REG_PID=$!
+exec 3<"$WORK/reg.fifo"
+read -r -t 300 REG <&3 || { log "image registry did not start: $(cat "$OUT/registry.log")"; exit 1; }
+while read -r -t 300 line <&3; do
+	[[ $line == ready ]] && break
+	echo "$line" >>"$OUT/images.txt"
+done
+[[ $line == ready ]] || { log "images not pushed: $(cat "$OUT/registry.log")"; exit 1; }
+cat <&3 >/dev/null &
+log "image registry at $REG ($(wc -l <"$OUT/images.txt") tags)"
+# Registries the specs name that have no image here (invalidRegistry, the
+# private one) stay as upstream has them: pulls fail, as the specs expect.
+cat >"$WORK/repo-list.yaml" <<EOF
+promoterE2eRegistry: $REG/e2e-test-images
+gcEtcdRegistry: $REG
+gcRegistry: $REG
+sigStorageRegistry: $REG/sig-storage
+dockerLibraryRegistry: $REG/library
+buildImageRegistry: $REG/build-image
+cloudProviderGcpRegistry: $REG/cloud-provider-gcp
+EOF
+PAUSE_IMAGE=$REG/pause:3.10.2
+
+cat >"$WORK/cni/10-$BRIDGE.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$BRIDGE",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$BRIDGE",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$SUBNET"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": "$WORK/ipam"
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+EOF
+
+# ---- 3. the runtime ----
+# Its own cgroup, so the kubelet's --runtime-cgroups (and the Summary API's
+# "runtime" system container) has something real to report.
+start_in_cgroup() { # the forked shell joins the cgroup, then execs the daemon
+	local cg
+	for cg in /sys/fs/cgroup/{cpu,cpuacct,memory,pids,blkio,devices,freezer}; do
+		[[ -d $cg ]] || continue
+		mkdir -p "$cg$RUNTIME_CG" && echo "$BASHPID" >"$cg$RUNTIME_CG/cgroup.procs"
+	done
+	exec "$@"
+}
+PROXY_ENV=(HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost)
+if [[ $RUNTIME == pod-shim ]]; then
+	cat >"$WORK/config.toml" <<EOF
+listen = '$SOCK'
+root = '$WORK/root'
+state = '$STATE'
+log_level = 'info'
+cgroup_driver = 'cgroupfs'
+pause_binary = '$WORK/bin/pod-shim-pause'
+
+[runtime]
+path = '/usr/sbin/runc'
+
+[cni]
+conf_dir = '$WORK/cni'
+bin_dirs = ['/usr/lib/cni']
+
+[registry]
+insecure = ['$REG']
+
+[registry.mirrors]
+'registry.k8s.io' = ['http://$REG']
+'gcr.io' = ['http://$REG']
+'docker.io' = ['http://$REG']
+EOF
+	log "starting pod-shim on $SOCK (bridge $BRIDGE, subnet $SUBNET)"
+	(start_in_cgroup env "${PROXY_ENV[@]}" "$WORK/bin/pod-shim" serve --config "$WORK/config.toml") >"$OUT/runtime.log" 2>&1 &
+	DAEMON_PID=$!
+else
+	# containerd 2.x, config version 3. hosts.toml sends the upstream hosts to
+	# the local registry (the mirror config containerd documents); the
+	# registry itself is plain HTTP.
+	for h in registry.k8s.io gcr.io docker.io "$REG"; do
+		mkdir -p "$WORK/certs.d/$h"
+		printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n' \
+			"$REG" "$REG" >"$WORK/certs.d/$h/hosts.toml"
+	done
+	cat >"$WORK/containerd.toml" <<EOF
+version = 3
+root = '$WORK/root'
+state = '$STATE/ctd'
+disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper', 'io.containerd.snapshotter.v1.erofs']
+
+[grpc]
+  address = '$SOCK'
+
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_selinux = false
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = 'runc'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = '/usr/sbin/runc'
+        Root = '$STATE/ctd-runc'
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/usr/lib/cni']
+    conf_dir = '$WORK/cni'
+
+[plugins.'io.containerd.cri.v1.images']
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = '$WORK/certs.d'
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = '$PAUSE_IMAGE'
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = '127.0.0.1'
+  stream_server_port = '0'
+EOF
+	log "starting containerd $(basename "$CTD") on $SOCK (bridge $BRIDGE, subnet $SUBNET)"
+	(start_in_cgroup env "${PROXY_ENV[@]}" PATH="$CTD:$PATH" "$CTD/containerd" --config "$WORK/containerd.toml") >"$OUT/runtime.log" 2>&1 &
+	DAEMON_PID=$!
+fi
+for _ in $(seq 1 150); do [[ -S $SOCK ]] && break; kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.2; done
+[[ -S $SOCK ]] || { log "runtime did not start: $(tail -20 "$OUT/runtime.log")"; exit 1; }
+"${CRICTL[@]}" version >&2
+if [[ $RUNTIME == containerd ]]; then
+	"${CRICTL[@]}" pull "$PAUSE_IMAGE" >/dev/null
+fi
+
+# ---- 4. the suite, under the kubelet lock ----
+cat >"$WORK/kubelet-config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: /
+failCgroupV1: false
+failSwapOn: false
+podCIDR: $SUBNET
+volumeStatsAggPeriod: 10s
+serializeImagePulls: false
+fileCheckFrequency: 10s
+evictionPressureTransitionPeriod: 30s
+# A shared 2-core VM with a busy disk: evict only when really out of room.
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 2%
+  nodefs.inodesFree: 2%
+  imagefs.available: 2%
+evictionMinimumReclaim:
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+EOF
+# PATH without systemd-run: the suite starts the kubelet with it when it
+# finds it, and there is no systemd to talk to.
+for f in /usr/bin/*; do
+	case ${f##*/} in systemd-run | systemctl) continue ;; esac
+	ln -s "$f" "$WORK/path/${f##*/}"
+done
+SUITE_PATH=$WORK/path:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin
+
+focus_set= skip_set=
+for a in "${GINKGO_ARGS[@]}"; do
+	case $a in --focus* | -focus* | --label-filter* | -label-filter*) focus_set=1 ;; --skip* | -skip*) skip_set=1 ;; esac
+done
+sel=()
+if [[ -n $SUBSET ]]; then
+	[[ -f $HERE/$SUBSET-subset.txt ]] || { log "no subset $HERE/$SUBSET-subset.txt"; exit 2; }
+	sel+=(--focus="$(grep -v '^\s*#' "$HERE/$SUBSET-subset.txt" | grep . | paste -sd'|')")
+elif [[ -z $focus_set ]]; then
+	sel+=(--focus='\[NodeConformance\]')
+fi
+[[ -n $skip_set ]] || sel+=(--skip='\[Flaky\]|\[Slow\]|\[Serial\]')
+
+node_name=$(hostname | tr 'A-Z' 'a-z')
+suite_args=(
+	--container-runtime-endpoint="unix://$SOCK"
+	--k8s-bin-dir="$KUBE_BIN"
+	--kubelet-config-file="$WORK/kubelet-config.yaml"
+	--kubelet-flags="--runtime-cgroups=$RUNTIME_CG --system-cgroups="
+	--node-name="$node_name"
+	--report-dir="$OUT"
+	--prepull-images=false
+	--v=4
+)
+
+log "waiting for /run/lock/pod-shim-kube.lock"
+exec 8>/run/lock/pod-shim-kube.lock
+flock 8
+# Host state the kubelet makes outside our dirs: cgroups under every
+# controller (kubepods*, /kubelet, /system), iptables chains (KUBE-*,
+# portmap's), pod dirs in /var/lib/kubelet. Taken under the lock, so what
+# another suite left is not ours; what existed before is left alone.
+cg_before=$(ls -d /sys/fs/cgroup/*/kubepods* /sys/fs/cgroup/*/kubelet /sys/fs/cgroup/*/system 2>/dev/null | sort || true)
+chains_before=$(for t in filter nat mangle; do iptables -t $t -S 2>/dev/null | awk -v t=$t '$1=="-N"{print t, $2}'; done | sort)
+touch "$STAMP"
+LOCKED=1
+for p in 10248 10250 10255 6443; do
+	if ss -Hltn "sport = :$p" | grep -q .; then
+		log "port $p is in use although the kubelet lock is free"
+		exit 1
+	fi
+done
+log "running e2e_node ($RUNTIME, $NODES processes) ${sel[*]} ${GINKGO_ARGS[*]}"
+t1=$(date +%s)
+set +e
+(
+	cd "$WORK/run"
+	exec env PATH="$SUITE_PATH" KUBE_TEST_REPO_LIST="$WORK/repo-list.yaml" "${PROXY_ENV[@]}" \
+		"$GINKGO" --nodes="$NODES" --timeout=4h --no-color --output-dir="$OUT" \
+		--junit-report=junit.xml --json-report=report.json \
+		"${sel[@]}" "${GINKGO_ARGS[@]}" \
+		"$E2E" -- "${suite_args[@]}"
+) >"$OUT/e2e.log" 2>&1 &
+SUITE_PID=$!
+wait "$SUITE_PID"
+suite_rc=$?
+SUITE_PID=
+set -e
+t_run=$(($(date +%s) - t1))
+cp "$WORK/run"/*.log "$OUT/" 2>/dev/null || true
+
+# ---- 5. report ----
+if [[ ! -s $OUT/report.json ]]; then
+	log "no report written (rc $suite_rc); tail of the output:"
+	tail -60 "$OUT/e2e.log"
+	exit 1
+fi
+name='((.ContainerHierarchyTexts // []) + [.LeafNodeText]) | map(select(. != "")) | join(" ")'
+jq -r ".[0].SpecReports[] | select(.LeafNodeType==\"It\") | [.State, $name] | @tsv" "$OUT/report.json" | sort -k2 >"$OUT/specs.tsv"
+jq -r ".[0].SpecReports[] | select(.LeafNodeType==\"It\" and (.State==\"failed\" or .State==\"panicked\" or .State==\"timedout\" or .State==\"interrupted\" or .State==\"aborted\")) |
+	\"FAIL: \" + ($name) + \"\n    \" + ((.Failure.Message // \"\") | split(\"\n\")[:8] | join(\"\n    \")) + \"\n    at \" + ((.Failure.Location.FileName // \"?\") | split(\"/\") | last) + \":\" + ((.Failure.Location.LineNumber // 0) | tostring)" \
+	"$OUT/report.json" >"$OUT/failures.txt"
+passed=$(awk -F'\t' '$1=="passed"' "$OUT/specs.tsv" | wc -l)
+failed=$(awk -F'\t' '$1!="passed" && $1!="skipped" && $1!="pending"' "$OUT/specs.tsv" | wc -l)
+skipped=$(awk -F'\t' '$1=="skipped" || $1=="pending"' "$OUT/specs.tsv" | wc -l)
+cat "$OUT/failures.txt"
+summary="node-e2e $RUNTIME: passed=$passed failed=$failed skipped=$skipped wall=${t_run}s builds=${t_build}s"
+echo "$summary" | tee "$OUT/summary.txt"
+
+unexpected=$(awk -F'\t' '$1!="passed" && $1!="skipped" && $1!="pending" {print $2}' "$OUT/specs.tsv" |
+	grep -vxF -f <(grep -v '^\s*#' "$EXPECT" 2>/dev/null | sed 's/\s*#.*$//' | grep .) || true)
+if [[ -n $unexpected ]]; then
+	echo "unexpected failures:"
+	echo "$unexpected"
+	exit 1
+fi
+if ((suite_rc != 0 && failed == 0)); then
+	log "suite exited $suite_rc without failed specs; see $OUT/e2e.log"
+	exit 1
+fi
+exit 0
