@@ -29,10 +29,16 @@
 #  3. starts the runtime with private root/state/socket, runc 1.1.5
 #     (/usr/sbin/runc), a unique CNI bridge and subnet, and HTTP(S)_PROXY
 #     pointing at a closed loopback port so no pull can leave the machine;
-#  4. under flock /run/lock/pod-shim-kube.lock (the kubelet's ports and
-#     /var/lib/kubelet are shared with the other kubelet suites), runs
-#     e2e_node.test through ginkgo: it starts etcd, an API server and a
+#  4. runs e2e_node.test through ginkgo: it starts etcd, an API server and a
 #     namespace controller in-process and the kubelet from the kube cache;
+#
+# Isolation: the registry, the runtime, the suite and its kubelet all run in
+# one private network and mount namespace (a holder process keeps them; every
+# daemon enters them with nsenter). There the kubelet's fixed ports (10248,
+# 10250, 10255), the API server's, iptables chains, and /var/lib/kubelet and
+# /var/log/pods (private bind mounts) are this run's own; cgroups live under a
+# per-run cgroupRoot. So nothing is shared with the other kubelet suites, and
+# /run/lock/pod-shim-kube.lock is taken only with NODE_E2E_LOCK=1.
 #  5. writes junit.xml and report.json, prints `passed= failed= skipped=`,
 #     and exits non-zero on any failure not in expected-failures.txt.
 #
@@ -82,7 +88,7 @@ done
 SUBNET=10.249.$RAND.0/24
 BRIDGE=psne$(printf '%04x' $((RANDOM)))
 SOCK=$STATE/cri.sock
-RUNTIME_CG=/psne-runtime-$BRIDGE
+RUNTIME_CG=/psne-$BRIDGE/runtime
 REG_PID= DAEMON_PID= SUITE_PID=
 CRICTL=(crictl)
 command -v crictl >/dev/null || CRICTL=(/root/go/bin/crictl)
@@ -90,9 +96,21 @@ CRICTL+=(--runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --tim
 
 log() { echo "node-e2e: $*" >&2; }
 
-PORTMAP_CHAINS="CNI-HOSTPORT-DNAT CNI-HOSTPORT-SNAT CNI-HOSTPORT-MASQ CNI-HOSTPORT-SETMARK"
-STAMP=$WORK/.start
 LOCKED=
+NS_PID=
+CG_ROOT=/psne-$BRIDGE
+
+mk_cgroup() { # dir under one v1 controller; cpuset needs cpus and mems before use
+	local d=$1 p
+	[[ -d $d ]] && return
+	p=$(dirname "$d")
+	[[ -d $p ]] || mk_cgroup "$p"
+	mkdir "$d"
+	if [[ -f $d/cpuset.cpus ]]; then
+		cat "$p/cpuset.cpus" >"$d/cpuset.cpus"
+		cat "$p/cpuset.mems" >"$d/cpuset.mems"
+	fi
+}
 
 rm_cgroup_tree() { # depth-first rmdir of a cgroup dir (cgroupfs: rmdir only)
 	find "$1" -depth -type d -exec rmdir {} \; 2>/dev/null || true
@@ -148,39 +166,25 @@ cleanup() {
 			done
 		done
 	fi
-	# Pod dirs the kubelet made during this run (volumes are mounts: unmount first).
-	[[ -n $LOCKED ]] && find /var/lib/kubelet/pods -mindepth 1 -maxdepth 1 -newer "$STAMP" 2>/dev/null | while read -r d; do
-		cut -d' ' -f2 /proc/self/mounts | grep -F "$d/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-		cut -d' ' -f2 /proc/self/mounts | grep -qF "$d/" || rm -rf --one-file-system "$d"
+	# The namespaces go with their last process: mounts (volumes, rootfs,
+	# netns pins), the bridge, iptables chains, the kubelet's ports.
+	if [[ -n $NS_PID ]]; then
+		kill -KILL "$NS_PID" 2>/dev/null
+		wait "$NS_PID" 2>/dev/null
+	fi
+	for pid in $(grep -l -s -F -e "$WORK" -e "$STATE" /proc/[0-9]*/cmdline | cut -d/ -f3); do
+		[[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+		kill -KILL "$pid" 2>/dev/null
 	done
-	awk -v w="$WORK" -v s="$STATE" 'index($2, w)==1 || index($2, s)==1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
-		umount -l "$m" 2>/dev/null && log "unmounted leftover $m"
-	done
-	ip link del "$BRIDGE" 2>/dev/null
-	for ch in $(iptables -t nat -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^CNI-DN-/{print $2}'); do
-		if iptables -t nat -S "$ch" | grep -q "10\.249\.$RAND\."; then
-			iptables -t nat -S CNI-HOSTPORT-DNAT 2>/dev/null | grep -- "-j $ch\$" | sed 's/^-A/-D/' |
-				while read -r r; do eval iptables -t nat "$r"; done
-			iptables -t nat -F "$ch"; iptables -t nat -X "$ch"
-		fi
-	done
-	# Chains the kubelet (KUBE-*) or portmap created in this run, when empty of
-	# other users: unhook, flush, delete.
-	local now
-	[[ -n $LOCKED ]] && now=$(for t in filter nat mangle; do iptables -t $t -S 2>/dev/null | awk -v t=$t '$1=="-N"{print t, $2}'; done | sort)
-	[[ -n $LOCKED ]] && comm -13 <(echo "$chains_before") <(echo "$now") | while read -r t ch; do
-		[[ $ch == KUBE-* || " $PORTMAP_CHAINS " == *" $ch "* ]] || continue
-		for b in $(iptables -t "$t" -S | awk '$1=="-A"{print $2}' | sort -u); do
-			iptables -t "$t" -S "$b" | grep -- "-j $ch\( \|\$\)" | sed 's/^-A/-D/' |
-				while read -r r; do eval iptables -t "$t" "$r"; done
+	# cgroups: everything of this run is under its own cgroupRoot.
+	for d in /sys/fs/cgroup/*"$CG_ROOT"; do
+		[[ -d $d ]] || continue
+		for _ in $(seq 1 25); do
+			rm_cgroup_tree "$d"
+			[[ -d $d ]] || break
+			sleep 0.2
 		done
-		iptables -t "$t" -F "$ch" 2>/dev/null
-		iptables -t "$t" -X "$ch" 2>/dev/null
-	done
-	for d in $(ls -d /sys/fs/cgroup/*/kubepods* /sys/fs/cgroup/*/kubelet /sys/fs/cgroup/*/system /sys/fs/cgroup/*"$RUNTIME_CG" 2>/dev/null); do
-		[[ $d == *"$RUNTIME_CG" || -n $LOCKED ]] || continue
-		grep -qxF "$d" <<<"${cg_before:-}" && continue
-		rm_cgroup_tree "$d"
+		[[ -d $d ]] && log "cgroup $d still busy; leaving it"
 	done
 	if [[ -z ${NODE_E2E_OUT:-} ]]; then
 		rm -rf "/tmp/pod-shim-node-e2e-last-$RUNTIME"
@@ -210,7 +214,9 @@ else
 fi
 log "kubelet, e2e_node.test, ginkgo (hack/build-kube.sh; waits for a running build)"
 mapfile -t kube < <(bash "$SRC/hack/build-kube.sh" kubelet e2e_node.test ginkgo)
-KUBE_BIN=$(dirname "${kube[0]}")
+# e2e_node.test has no --k8s-bin-dir outside its "remote" mode: it runs the
+# kubelet next to itself, which hack/build-kube.sh's one cache dir gives.
+[[ $(dirname "${kube[0]}") == $(dirname "${kube[1]}") ]] || { log "kubelet and e2e_node.test must share a dir"; exit 1; }
 E2E=${kube[1]} GINKGO=${kube[2]}
 AGNHOST=$(bash "$HERE/build-agnhost.sh")
 BUSYBOX=$(bash "$SRC/test/conformance/build-busybox.sh")
@@ -218,9 +224,40 @@ KUBE_SRC=$(cd "$SRC" && go mod download -json "k8s.io/kubernetes@${KUBE_VERSION:
 (cd "$SRC" && CGO_ENABLED=0 go build -o "$WORK/bin/node-e2e-images" ./test/node-e2e/images)
 t_build=$(($(date +%s) - t0))
 
-# ---- 2. images ----
+# ---- 2. namespaces ----
+# The node's address: an empty bridge (no dummy module here) with a /24 of 10.243.0.0/16 (the cluster
+# suite uses 10.243.0.1 in the host namespace; this one is private anyway).
+NODE_IP=10.243.$RAND.1
+mkdir -p "$WORK"/{kubelet,podlogs} /var/lib/kubelet /var/log/pods
+mkfifo "$WORK/ns.fifo"
+unshare --net --mount --propagation private sh -c '
+	set -e
+	mount --make-rshared /
+	mount --bind "$1" /var/lib/kubelet
+	mount --bind "$2" /var/log/pods
+	ip link set lo up
+	ip link add psne0 type bridge
+	ip addr add "$3/24" dev psne0
+	ip link set psne0 up
+	# The API server picks its address from the default route. Nothing
+	# leaves through it: the bridge has no ports (and the runtimes pull
+	# through a refusing proxy, so a pull of a real host fails at once).
+	ip route add default dev psne0
+	echo ready >"$4"
+	exec sleep infinity' sh "$WORK/kubelet" "$WORK/podlogs" "$NODE_IP" "$WORK/ns.fifo" 2>"$OUT/ns.log" &
+NS_PID=$!
+exec 4<>"$WORK/ns.fifo" # read-write: opening never blocks, the read times out
+read -r -t 30 ns_ready <&4 || true
+[[ ${ns_ready:-} == ready ]] || { log "namespaces not set up: $(cat "$OUT/ns.log")"; exit 1; }
+NS=(nsenter -t "$NS_PID" -m -n --)
+for c in /sys/fs/cgroup/*/; do
+	[[ -e $c/cgroup.procs && ! -L ${c%/} ]] || continue
+	mk_cgroup "${c%/}$CG_ROOT"
+done
+
+# ---- 3. images ----
 mkfifo "$WORK/reg.fifo"
-"$WORK/bin/node-e2e-images" --src "$SRC" --busybox "$BUSYBOX" --agnhost "$AGNHOST" --kube-src "$KUBE_SRC" \
+"${NS[@]}" "$WORK/bin/node-e2e-images" --src "$SRC" --busybox "$BUSYBOX" --agnhost "$AGNHOST" --kube-src "$KUBE_SRC" \
 	>"$WORK/reg.fifo" 2>"$OUT/registry.log" &
 REG_PID=$!
 exec 3<"$WORK/reg.fifo"
@@ -269,14 +306,15 @@ cat >"$WORK/cni/10-$BRIDGE.conflist" <<EOF
 }
 EOF
 
-# ---- 3. the runtime ----
+# ---- 4. the runtime ----
 # Its own cgroup, so the kubelet's --runtime-cgroups (and the Summary API's
 # "runtime" system container) has something real to report.
 start_in_cgroup() { # the forked shell joins the cgroup, then execs the daemon
 	local cg
-	for cg in /sys/fs/cgroup/{cpu,cpuacct,memory,pids,blkio,devices,freezer}; do
-		[[ -d $cg ]] || continue
-		mkdir -p "$cg$RUNTIME_CG" && echo "$BASHPID" >"$cg$RUNTIME_CG/cgroup.procs"
+	for cg in /sys/fs/cgroup/*/; do
+		[[ -e $cg/cgroup.procs && ! -L ${cg%/} ]] || continue
+		cg=${cg%/}
+		mk_cgroup "$cg$RUNTIME_CG" && echo "$BASHPID" >"$cg$RUNTIME_CG/cgroup.procs"
 	done
 	exec "$@"
 }
@@ -306,7 +344,7 @@ insecure = ['$REG']
 'docker.io' = ['http://$REG']
 EOF
 	log "starting pod-shim on $SOCK (bridge $BRIDGE, subnet $SUBNET)"
-	(start_in_cgroup env "${PROXY_ENV[@]}" "$WORK/bin/pod-shim" serve --config "$WORK/config.toml") >"$OUT/runtime.log" 2>&1 &
+	(start_in_cgroup "${NS[@]}" env "${PROXY_ENV[@]}" "$WORK/bin/pod-shim" serve --config "$WORK/config.toml") >"$OUT/runtime.log" 2>&1 &
 	DAEMON_PID=$!
 else
 	# containerd 2.x, config version 3. hosts.toml sends the upstream hosts to
@@ -353,22 +391,22 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.zf
   stream_server_port = '0'
 EOF
 	log "starting containerd $(basename "$CTD") on $SOCK (bridge $BRIDGE, subnet $SUBNET)"
-	(start_in_cgroup env "${PROXY_ENV[@]}" PATH="$CTD:$PATH" "$CTD/containerd" --config "$WORK/containerd.toml") >"$OUT/runtime.log" 2>&1 &
+	(start_in_cgroup "${NS[@]}" env "${PROXY_ENV[@]}" PATH="$CTD:$PATH" "$CTD/containerd" --config "$WORK/containerd.toml") >"$OUT/runtime.log" 2>&1 &
 	DAEMON_PID=$!
 fi
 for _ in $(seq 1 150); do [[ -S $SOCK ]] && break; kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.2; done
 [[ -S $SOCK ]] || { log "runtime did not start: $(tail -20 "$OUT/runtime.log")"; exit 1; }
 "${CRICTL[@]}" version >&2
 if [[ $RUNTIME == containerd ]]; then
-	"${CRICTL[@]}" pull "$PAUSE_IMAGE" >/dev/null
+	"${NS[@]}" "${CRICTL[@]}" pull "$PAUSE_IMAGE" >/dev/null
 fi
 
-# ---- 4. the suite, under the kubelet lock ----
+# ---- 5. the suite ----
 cat >"$WORK/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
-cgroupRoot: /
+cgroupRoot: $CG_ROOT
 failCgroupV1: false
 failSwapOn: false
 podCIDR: $SUBNET
@@ -402,6 +440,7 @@ sel=()
 if [[ -n $SUBSET ]]; then
 	[[ -f $HERE/$SUBSET-subset.txt ]] || { log "no subset $HERE/$SUBSET-subset.txt"; exit 2; }
 	sel+=(--focus="$(grep -v '^\s*#' "$HERE/$SUBSET-subset.txt" | grep . | paste -sd'|')")
+	[[ -n $focus_set ]] || sel+=(--label-filter=NodeConformance)
 elif [[ -z $focus_set ]]; then
 	sel+=(--focus='\[NodeConformance\]')
 fi
@@ -410,38 +449,29 @@ fi
 node_name=$(hostname | tr 'A-Z' 'a-z')
 suite_args=(
 	--container-runtime-endpoint="unix://$SOCK"
-	--k8s-bin-dir="$KUBE_BIN"
 	--kubelet-config-file="$WORK/kubelet-config.yaml"
-	--kubelet-flags="--runtime-cgroups=$RUNTIME_CG --system-cgroups="
+	--kubelet-flags="--runtime-cgroups=$RUNTIME_CG --system-cgroups= --kubelet-cgroups=$CG_ROOT/kubelet --node-ip=$NODE_IP"
 	--node-name="$node_name"
 	--report-dir="$OUT"
 	--prepull-images=false
 	--v=4
 )
 
-log "waiting for /run/lock/pod-shim-kube.lock"
-exec 8>/run/lock/pod-shim-kube.lock
-flock 8
-# Host state the kubelet makes outside our dirs: cgroups under every
-# controller (kubepods*, /kubelet, /system), iptables chains (KUBE-*,
-# portmap's), pod dirs in /var/lib/kubelet. Taken under the lock, so what
-# another suite left is not ours; what existed before is left alone.
-cg_before=$(ls -d /sys/fs/cgroup/*/kubepods* /sys/fs/cgroup/*/kubelet /sys/fs/cgroup/*/system 2>/dev/null | sort || true)
-chains_before=$(for t in filter nat mangle; do iptables -t $t -S 2>/dev/null | awk -v t=$t '$1=="-N"{print t, $2}'; done | sort)
-touch "$STAMP"
-LOCKED=1
-for p in 10248 10250 10255 6443; do
-	if ss -Hltn "sport = :$p" | grep -q .; then
-		log "port $p is in use although the kubelet lock is free"
-		exit 1
-	fi
-done
+if [[ ${NODE_E2E_LOCK:-} == 1 ]]; then
+	log "waiting for /run/lock/pod-shim-kube.lock"
+	exec 8>/run/lock/pod-shim-kube.lock
+	# Short waits in a loop, so INT/TERM end the script while it waits.
+	until flock -w 5 8; do :; done
+	LOCKED=1
+fi
 log "running e2e_node ($RUNTIME, $NODES processes) ${sel[*]} ${GINKGO_ARGS[*]}"
 t1=$(date +%s)
 set +e
 (
 	cd "$WORK/run"
-	exec env PATH="$SUITE_PATH" KUBE_TEST_REPO_LIST="$WORK/repo-list.yaml" "${PROXY_ENV[@]}" \
+	# No proxy variables here: the API server would send its kubelet
+	# connections (logs, exec, proxy) to them.
+	exec "${NS[@]}" env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy PATH="$SUITE_PATH" KUBE_TEST_REPO_LIST="$WORK/repo-list.yaml" \
 		"$GINKGO" --nodes="$NODES" --timeout=4h --no-color --output-dir="$OUT" \
 		--junit-report=junit.xml --json-report=report.json \
 		"${sel[@]}" "${GINKGO_ARGS[@]}" \
@@ -455,15 +485,19 @@ set -e
 t_run=$(($(date +%s) - t1))
 cp "$WORK/run"/*.log "$OUT/" 2>/dev/null || true
 
-# ---- 5. report ----
+# ---- 6. report ----
 if [[ ! -s $OUT/report.json ]]; then
 	log "no report written (rc $suite_rc); tail of the output:"
 	tail -60 "$OUT/e2e.log"
 	exit 1
 fi
 name='((.ContainerHierarchyTexts // []) + [.LeafNodeText]) | map(select(. != "")) | join(" ")'
-jq -r ".[0].SpecReports[] | select(.LeafNodeType==\"It\") | [.State, $name] | @tsv" "$OUT/report.json" | sort -k2 >"$OUT/specs.tsv"
-jq -r ".[0].SpecReports[] | select(.LeafNodeType==\"It\" and (.State==\"failed\" or .State==\"panicked\" or .State==\"timedout\" or .State==\"interrupted\" or .State==\"aborted\")) |
+# Ginkgo reports the specs the focus left out as "skipped" too, without a
+# message; a spec that ran and called Skip carries the reason. Only the
+# selected ones are counted.
+jq -r "(.[0].SpecReports // [])[] | select(.LeafNodeType==\"It\") | select(.State != \"skipped\" or (.Failure.Message // \"\") != \"\") |
+	[.State, ($name), ((.RunTime // 0) / 1e9 | floor | tostring), ((.Failure.Message // \"\") | split(\"\n\")[0])] | @tsv" "$OUT/report.json" | sort -t$'\t' -k2 >"$OUT/specs.tsv"
+jq -r "(.[0].SpecReports // [])[] | select(.LeafNodeType==\"It\" and (.State==\"failed\" or .State==\"panicked\" or .State==\"timedout\" or .State==\"interrupted\" or .State==\"aborted\")) |
 	\"FAIL: \" + ($name) + \"\n    \" + ((.Failure.Message // \"\") | split(\"\n\")[:8] | join(\"\n    \")) + \"\n    at \" + ((.Failure.Location.FileName // \"?\") | split(\"/\") | last) + \":\" + ((.Failure.Location.LineNumber // 0) | tostring)" \
 	"$OUT/report.json" >"$OUT/failures.txt"
 passed=$(awk -F'\t' '$1=="passed"' "$OUT/specs.tsv" | wc -l)
