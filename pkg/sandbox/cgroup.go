@@ -49,11 +49,11 @@ func podLimits(res, over *Resources) Resources {
 		o = *over
 	}
 	out := Resources{
-		CPUShares:       r.CPUShares + o.CPUShares,
-		CpusetCPUs:      r.CpusetCPUs,
-		CpusetMems:      r.CpusetMems,
-		HugepageLimits:  r.HugepageLimits,
-		Unified:         r.Unified,
+		CPUShares:      r.CPUShares + o.CPUShares,
+		CpusetCPUs:     r.CpusetCPUs,
+		CpusetMems:     r.CpusetMems,
+		HugepageLimits: r.HugepageLimits,
+		Unified:        r.Unified,
 	}
 	if r.MemoryLimit > 0 {
 		out.MemoryLimit = r.MemoryLimit + max(o.MemoryLimit, 0)
