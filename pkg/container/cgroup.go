@@ -197,7 +197,7 @@ func (m *Manager) UpdatePodResources(sandboxID string, r *Resources) error {
 	if err := validateResources(r); err != nil {
 		return err
 	}
-	sb, err := m.opts.Sandboxes.Get(sandboxID)
+	sb, err := m.sandboxes.Get(sandboxID)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/pod-shim/pod-shim/pkg/oci"
-	"github.com/pod-shim/pod-shim/pkg/runc"
 )
 
 // UpdateResources applies new limits to a container: live through the
@@ -79,21 +78,21 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 // runtimeOf is the OCI runtime of the container's pod: the one its pod's
 // recorded RuntimeClass handler names, as the sandbox manager looks it up,
 // so the pod's pause and containers share one binary and root.
-func (m *Manager) runtimeOf(c *Container) (*runc.Runtime, error) {
-	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+func (m *Manager) runtimeOf(c *Container) (Runtime, error) {
+	sb, err := m.sandboxes.Get(c.SandboxID)
 	if err != nil {
 		return nil, err
 	}
-	return m.opts.Sandboxes.Runtime(sb)
+	return m.sandboxes.Runtime(sb)
 }
 
 // forceDelete kills and deletes a container through its pod's runtime
 // directly, when the pod's monitor is gone.
 func (m *Manager) forceDelete(ctx context.Context, c *Container) error {
-	sb, err := m.opts.Sandboxes.Get(c.SandboxID)
+	sb, err := m.sandboxes.Get(c.SandboxID)
 	if err != nil {
 		// The pod's record is gone: the default runtime is all there is.
-		return m.opts.Sandboxes.ForceDelete(ctx, c.ID)
+		return m.sandboxes.ForceDelete(ctx, c.ID)
 	}
-	return m.opts.Sandboxes.ForceDeleteIn(ctx, sb, c.ID)
+	return m.sandboxes.ForceDeleteIn(ctx, sb, c.ID)
 }

@@ -28,7 +28,7 @@ func (m *Manager) prepareImageVolumes(ctx context.Context, c *Container) (map[st
 		if mnt.Image == "" {
 			continue
 		}
-		img, err := m.opts.Images.Get(mnt.Image)
+		img, err := m.images.Get(mnt.Image)
 		if err != nil {
 			return nil, fmt.Errorf("image volume %s: image %q: %w", mnt.ContainerPath, mnt.Image, err)
 		}
@@ -36,7 +36,7 @@ func (m *Manager) prepareImageVolumes(ctx context.Context, c *Container) (map[st
 		if err := os.MkdirAll(target, 0o700); err != nil {
 			return nil, err
 		}
-		root, err := m.opts.Images.PrepareRootfs(ctx, img.ID, imageVolumeID(c.ID, i), target, true)
+		root, err := m.images.PrepareRootfs(ctx, img.ID, imageVolumeID(c.ID, i), target, true)
 		if err != nil {
 			return nil, fmt.Errorf("image volume %s: %w", mnt.ContainerPath, err)
 		}
@@ -55,7 +55,7 @@ func (m *Manager) releaseImageVolumes(c *Container) error {
 		if mnt.Image == "" {
 			continue
 		}
-		if err := m.opts.Images.RemoveRootfs(imageVolumeID(c.ID, i), filepath.Join(c.Bundle, fmt.Sprintf("iv%d", i))); err != nil {
+		if err := m.images.RemoveRootfs(imageVolumeID(c.ID, i), filepath.Join(c.Bundle, fmt.Sprintf("iv%d", i))); err != nil {
 			errs = append(errs, err)
 		}
 	}
