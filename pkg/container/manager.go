@@ -142,7 +142,8 @@ type Manager struct {
 	cdiErr  error
 }
 
-// New returns a Manager and rebuilds name reservations from the store.
+// New returns a Manager with the name reservations of the stored
+// containers. Call Recover before serving requests.
 func New(opts Options) (*Manager, error) {
 	d := deps{db: opts.DB, images: opts.Images}
 	if opts.Sandboxes != nil {
@@ -173,21 +174,15 @@ func newManager(opts Options, d deps) (*Manager, error) {
 	if !m.hugetlb {
 		m.log.Info("no hugetlb cgroup controller: hugepage limits are left out of container specs")
 	}
+	// Names are reserved before any request is served; settling the
+	// records on the host is Recover's, an explicit step.
 	all, err := store.List[Container](m.db, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("load containers: %w", err)
 	}
 	for _, c := range all {
 		if c.State == StateCreating {
-			// Create never finished: undo it (recovery of a crashed daemon).
-			m.log.Info("undoing interrupted container creation", "container", c.ID)
-			if err := m.discard(context.Background(), c); err != nil {
-				m.log.Error("undo container", "container", c.ID, "error", err)
-			}
-			continue
-		}
-		if err := m.recover(c); err != nil {
-			m.log.Error("recover container", "container", c.ID, "error", err)
+			continue // Recover undoes it
 		}
 		if sb, err := m.sandboxes.Get(c.SandboxID); err == nil {
 			m.names[reservedName(&c.Config, sb)] = c.ID

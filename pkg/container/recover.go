@@ -1,22 +1,75 @@
 package container
 
+// Recovery of containers at daemon start, after sandbox.Recover.
+//
+// Assumptions:
+//   - The store is the truth about which containers exist; the host is
+//     brought in line with it, never the other way round.
+//   - A record left in StateCreating is a Create the previous daemon did not
+//     finish: nobody was told of the container, so it is undone.
+//   - The exit files and runc's state live in the state dir (tmpfs): if a
+//     pod's dir is gone the host restarted and nothing of the pod runs.
+//   - A container caught in StateStarting ran if and only if runc knows it
+//     (settledState).
+//   - Nothing else touches containers yet: Recover runs before the CRI
+//     server serves, but still takes each container's lock, so a late call
+//     cannot interleave with it.
+
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/pod-shim/pod-shim/pkg/runc"
+	"github.com/pod-shim/pod-shim/pkg/store"
 )
 
-// recover settles, at daemon start, a record the previous daemon left
-// mid-operation or that the host's restart made stale.
-//
-// Assumptions: the exit files and runc's state live in the state dir
-// (tmpfs); if the pod's dir is gone the host restarted and nothing of the
-// pod runs any more. A container caught in StateStarting ran if and only if
-// runc knows it.
-func (m *Manager) recover(c *Container) error {
+// Recover settles every record the previous daemon left mid-operation or
+// that the host's restart made stale. It stops early when ctx ends (the
+// daemon is told to quit while it recovers); a container it fails to
+// settle is logged and left as it is.
+func (m *Manager) Recover(ctx context.Context) error {
+	all, err := store.List[Container](m.db, bucket)
+	if err != nil {
+		return fmt.Errorf("load containers: %w", err)
+	}
+	for _, c := range all {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := m.recoverOne(ctx, c.ID); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			m.log.Error("recover container", "container", c.ID, "error", err)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) recoverOne(ctx context.Context, id string) error {
+	unlock, err := m.locks.LockContext(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var c Container
+	if err := m.db.Get(bucket, id, &c); errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if c.State == StateCreating {
+		m.log.Info("undoing interrupted container creation", "container", c.ID)
+		return m.discard(ctx, &c)
+	}
+	return m.recover(ctx, &c)
+}
+
+// recover settles one record (see the assumptions above).
+func (m *Manager) recover(ctx context.Context, c *Container) error {
 	sb, err := m.sandboxes.Get(c.SandboxID)
 	if err != nil {
 		return nil // an orphan; RemovePodSandbox of its pod is gone too
@@ -30,15 +83,15 @@ func (m *Manager) recover(c *Container) error {
 		return m.save(c)
 	}
 	if c.State != StateStarting {
-		return nil
+		return m.settle(ctx, c)
 	}
 	rt, err := m.runtimeOf(c)
 	if err != nil {
 		return nil // no runtime to ask: leave the record as it is
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := settledState(ctx, rt, c.ID)
+	st, err := settledState(rctx, rt, c.ID)
 	switch {
 	case errors.Is(err, runc.ErrNotFound):
 		c.State = StateCreated
@@ -48,7 +101,10 @@ func (m *Manager) recover(c *Container) error {
 		c.State = StateRunning
 		c.Pid = st.Pid
 		c.StartedAt = st.Created
-		m.refresh(c)
+		if err := m.save(c); err != nil {
+			return err
+		}
+		return m.settle(ctx, c)
 	}
 	return m.save(c)
 }

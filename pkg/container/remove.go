@@ -6,16 +6,16 @@ import (
 )
 
 // Remove stops the container if needed and deletes it. Removing an unknown
-// container succeeds.
+// container succeeds; one still being created is waited for.
 func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
-	c, err := m.load(idOrPrefix)
+	c, unlock, err := m.lockRecord(ctx, idOrPrefix)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer m.locks.Lock(c.ID)()
+	defer unlock()
 	if err := m.stop(ctx, c, 0); err != nil {
 		return err
 	}
@@ -36,6 +36,5 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 		}
 		m.mu.Unlock()
 	}
-	m.locks.Delete(c.ID)
 	return nil
 }

@@ -14,14 +14,11 @@ import (
 // Start runs a created container. A container that cannot start is left
 // exited with exit code 128 and reason StartError, as the kubelet expects.
 func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
-	c, err := m.load(idOrPrefix)
+	c, unlock, err := m.lockRecord(ctx, idOrPrefix)
 	if err != nil {
 		return err
 	}
-	defer m.locks.Lock(c.ID)()
-	if c, err = m.load(c.ID); err != nil {
-		return err
-	}
+	defer unlock()
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, ErrState)
 	}

@@ -10,27 +10,27 @@ import (
 
 // Stop stops a running container: its stop signal, then SIGKILL after
 // timeout (0 kills at once). Stopping a stopped or unknown container
-// succeeds.
+// succeeds; one still being created is waited for.
 func (m *Manager) Stop(ctx context.Context, idOrPrefix string, timeout time.Duration) error {
-	c, err := m.load(idOrPrefix)
+	c, unlock, err := m.lockRecord(ctx, idOrPrefix)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer m.locks.Lock(c.ID)()
+	defer unlock()
 	return m.stop(ctx, c, timeout)
 }
 
+// stop stops c, which the caller loaded under its lock, and records its
+// exit in c and the store.
 func (m *Manager) stop(ctx context.Context, c *Container, timeout time.Duration) error {
-	c, err := m.load(c.ID)
-	if err != nil {
-		return nil
+	if err := m.settle(ctx, c); err != nil {
+		return err
 	}
-	m.refresh(c)
 	if c.State != StateRunning {
-		return m.save(c)
+		return nil
 	}
 	sb, err := m.sandboxes.Get(c.SandboxID)
 	if err != nil {
@@ -52,16 +52,14 @@ func (m *Manager) stop(ctx context.Context, c *Container, timeout time.Duration)
 		return m.save(c)
 	}
 	if timeout > 0 {
-		sig := parseSignal(c.StopSignal)
-		if err := mon.Kill(ctx, c.ID, sig, false); err != nil {
+		if err := mon.Kill(ctx, c.ID, parseSignal(c.StopSignal), false); err != nil {
 			return fmt.Errorf("signal container: %w", err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := mon.Wait(wctx, c.ID)
 		cancel()
 		if err == nil {
-			m.refresh(c)
-			return m.save(c)
+			return m.settle(ctx, c)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -75,8 +73,7 @@ func (m *Manager) stop(ctx context.Context, c *Container, timeout time.Duration)
 	if _, err := mon.Wait(wctx, c.ID); err != nil {
 		return fmt.Errorf("wait for container exit: %w", err)
 	}
-	m.refresh(c)
-	return m.save(c)
+	return m.settle(ctx, c)
 }
 
 // parseSignal reads "SIGTERM", "TERM", "15" or a CRI enum name such as

@@ -20,15 +20,14 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 	if err := validateResources(r); err != nil {
 		return err
 	}
-	c, err := m.load(idOrPrefix)
+	c, unlock, err := m.lockRecord(ctx, idOrPrefix)
 	if err != nil {
 		return err
 	}
-	defer m.locks.Lock(c.ID)()
-	if c, err = m.load(c.ID); err != nil {
+	defer unlock()
+	if err := m.settle(ctx, c); err != nil {
 		return err
 	}
-	m.refresh(c)
 	if c.State == StateExited {
 		return fmt.Errorf("container %s has exited: %w", c.ID, ErrState)
 	}

@@ -51,6 +51,24 @@ func (m *Map) LockContext(ctx context.Context, key string) (unlock func(), err e
 	}, nil
 }
 
+// TryLock takes key's lock only if it is free at once.
+func (m *Map) TryLock(key string) (unlock func(), ok bool) {
+	e := m.acquire(key)
+	select {
+	case e.held <- struct{}{}:
+	default:
+		m.release(key, e)
+		return nil, false
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-e.held
+			m.release(key, e)
+		})
+	}, true
+}
+
 // Lock is LockContext for callers that have no context to honour: it
 // waits as long as it takes.
 func (m *Map) Lock(key string) (unlock func()) {
@@ -87,6 +105,16 @@ func (m *Map) release(key string, e *entry) {
 	if e.refs == 0 {
 		delete(m.locks, key)
 	}
+}
+
+// Refs is the number of holders and waiters of key.
+func (m *Map) Refs(key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.locks[key]; e != nil {
+		return e.refs
+	}
+	return 0
 }
 
 // Len is the number of keys held or awaited.

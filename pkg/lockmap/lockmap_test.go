@@ -20,7 +20,7 @@ func TestLockSerialisesOneKeyOnly(t *testing.T) {
 		m.Lock("a")()
 		close(got)
 	}()
-	waitFor(t, func() bool { return m.refs("a") == 2 })
+	waitFor(t, func() bool { return m.Refs("a") == 2 })
 	select {
 	case <-got:
 		t.Fatal("a second Lock of the same key did not wait")
@@ -83,18 +83,29 @@ func TestLockContextGivesUp(t *testing.T) {
 		}
 		errc <- err
 	}()
-	waitFor(t, func() bool { return m.refs("a") == 2 })
+	waitFor(t, func() bool { return m.Refs("a") == 2 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("LockContext with a cancelled context while held: %v, want context.Canceled", err)
 	}
-	if n := m.refs("a"); n != 1 {
+	if n := m.Refs("a"); n != 1 {
 		t.Fatalf("the cancelled waiter left %d references, want the holder's 1", n)
 	}
 	unlock()
 	unlock() // a second unlock is harmless
 	if n := m.Len(); n != 0 {
 		t.Fatalf("%d entries left", n)
+	}
+
+	if u, ok := m.TryLock("a"); !ok {
+		t.Fatal("TryLock of a free key failed")
+	} else if _, ok := m.TryLock("a"); ok {
+		t.Fatal("TryLock of a held key succeeded")
+	} else {
+		u()
+	}
+	if n := m.Len(); n != 0 {
+		t.Fatalf("%d entries left after TryLock", n)
 	}
 
 	// A done context does not take even a free lock.
@@ -106,14 +117,6 @@ func TestLockContextGivesUp(t *testing.T) {
 	}
 }
 
-func (m *Map) refs(key string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e := m.locks[key]; e != nil {
-		return e.refs
-	}
-	return 0
-}
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
