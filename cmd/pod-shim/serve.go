@@ -230,6 +230,9 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := containers.Recover(ctx); err != nil {
+		return fmt.Errorf("recover containers: %w", err)
+	}
 	if nriHost != nil {
 		if err := nriHost.Start(sandboxes, containers); err != nil {
 			return err
