@@ -510,8 +510,8 @@ func applyResources(s *specs.Spec, r *Resources, minOOM int) {
 	if len(r.Unified) > 0 {
 		lr.Unified = r.Unified
 	}
-	for size, limit := range r.HugepageLimits {
-		lr.HugepageLimits = append(lr.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: size, Limit: limit})
+	for _, h := range r.Hugepages() {
+		lr.HugepageLimits = append(lr.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.PageSize, Limit: h.Limit})
 	}
 	// Always set, 0 included: left out, runc would pass on the daemon's
 	// own score (-999 under its unit) and the container would be the

@@ -5,6 +5,9 @@ package container
 
 import (
 	"errors"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -61,6 +64,49 @@ type Resources struct {
 	MemorySwapLimit                int64
 	HugepageLimits                 map[string]uint64
 	Unified                        map[string]string
+}
+
+// HugepageLimit is one page size's limit, in bytes.
+type HugepageLimit struct {
+	PageSize string // "2MB", "1GB", as the kubelet and the cgroup files name it
+	Limit    uint64
+}
+
+// Hugepages are r's hugepage limits smallest page first: one order for the
+// spec, the cgroup files and the reported status, where ranging over the
+// map would give a different one each time.
+func (r *Resources) Hugepages() []HugepageLimit {
+	if r == nil || len(r.HugepageLimits) == 0 {
+		return nil
+	}
+	out := make([]HugepageLimit, 0, len(r.HugepageLimits))
+	for size, limit := range r.HugepageLimits {
+		out = append(out, HugepageLimit{PageSize: size, Limit: limit})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := pageBytes(out[i].PageSize), pageBytes(out[j].PageSize)
+		if a != b {
+			return a < b
+		}
+		return out[i].PageSize < out[j].PageSize
+	})
+	return out
+}
+
+// pageBytes reads a page size such as "64KB", "2MB" or "1GB"; anything
+// else is 0 (and sorts by name among its like).
+func pageBytes(s string) uint64 {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"KB", 10}, {"MB", 20}, {"GB", 30}, {"TB", 40}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			if v, err := strconv.ParseUint(n, 10, 64); err == nil {
+				return v << u.shift
+			}
+		}
+	}
+	return 0
 }
 
 // SupplementalGroupsPolicy says whether the image's /etc/group memberships
