@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opencontainers/cgroups"
 	"github.com/pod-shim/pod-shim/pkg/sandbox"
 )
 
@@ -157,8 +158,8 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // applyCgroup writes r into the cgroup at rel under root (/sys/fs/cgroup):
 // one unified dir on a pure v2 host, else the v1 controllers' dirs.
-func applyCgroup(root, rel string, r *Resources) error {
-	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+func applyCgroup(v2 bool, root, rel string, r *Resources) error {
+	if v2 {
 		for _, cw := range cgroupV2Writes(r) {
 			if err := writeCgroupFile(filepath.Join(root, rel, cw.File), cw.Value); err != nil {
 				return err
@@ -213,5 +214,5 @@ func (m *Manager) UpdatePodResources(sandboxID string, r *Resources) error {
 		nr.HugepageLimits = nil
 		r = &nr
 	}
-	return applyCgroup("/sys/fs/cgroup", rel, r)
+	return applyCgroup(cgroups.IsCgroup2UnifiedMode(), "/sys/fs/cgroup", rel, r)
 }

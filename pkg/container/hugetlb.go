@@ -3,44 +3,36 @@ package container
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // hugetlbAvailable says whether containers can be given hugepage limits:
-// on a pure cgroup v2 host (root has cgroup.controllers) when the root lists
-// hugetlb, elsewhere when a cgroup v1 hierarchy with the hugetlb controller
-// is mounted under root (mountinfo is /proc/self/mountinfo's text). Where it
-// is missing runc fails the whole container ("cannot set hugetlb limit"),
-// while the kubelet sends hugepage limits (often 0) for every container; so
-// they are dropped, as containerd does with disable_hugetlb_controller.
-// A hybrid host's v2 mount (/sys/fs/cgroup/unified) does not count: runc
-// applies limits through the v1 hierarchies there.
-func hugetlbAvailable(root, mountinfo string) bool {
-	if data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil {
-		for _, c := range strings.Fields(string(data)) {
-			if c == "hugetlb" {
-				return true
-			}
-		}
-		return false
+// on a pure cgroup v2 host when root's cgroup.controllers lists hugetlb,
+// elsewhere when a cgroup v1 hierarchy with the hugetlb controller is
+// mounted under root. Where it is missing runc fails the whole container
+// ("cannot set hugetlb limit"), while the kubelet sends hugepage limits
+// (often 0) for every container; so they are dropped, as containerd does
+// with disable_hugetlb_controller. A hybrid host's v2 mount
+// (/sys/fs/cgroup/unified) does not count: runc applies limits through the
+// v1 hierarchies there.
+func hugetlbAvailable(v2 bool, root string, mounts []*mountinfo.Info) bool {
+	if v2 {
+		data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+		return err == nil && slices.Contains(strings.Fields(string(data)), "hugetlb")
 	}
 	root = filepath.Clean(root)
-	for _, line := range strings.Split(mountinfo, "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
+	for _, mi := range mounts {
+		if mi.FSType != "cgroup" {
 			continue
 		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 || qf[0] != "cgroup" {
+		if mi.Mountpoint != root && !strings.HasPrefix(mi.Mountpoint, root+"/") {
 			continue
 		}
-		if mnt := pf[4]; mnt != root && !strings.HasPrefix(mnt, root+"/") {
-			continue
-		}
-		for _, opt := range strings.Split(qf[2], ",") {
-			if opt == "hugetlb" {
-				return true
-			}
+		if slices.Contains(strings.Split(mi.VFSOptions, ","), "hugetlb") {
+			return true
 		}
 	}
 	return false

@@ -46,7 +46,7 @@ func TestHugetlbAvailable(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := hugetlbAvailable(root, tt.mountinfo(root)); got != tt.want {
+			if got := hugetlbAvailable(tt.controllers != nil, root, parseMountInfo(t, tt.mountinfo(root))); got != tt.want {
 				t.Errorf("hugetlbAvailable = %v, want %v", got, tt.want)
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
 
@@ -170,7 +171,7 @@ func newManager(opts Options, d deps) (*Manager, error) {
 	if data, err := os.ReadFile("/proc/self/oom_score_adj"); err == nil {
 		m.minOOM, _ = strconv.Atoi(strings.TrimSpace(string(data)))
 	}
-	m.hugetlb = hugetlbAvailable("/sys/fs/cgroup", readMountInfo())
+	m.hugetlb = hugetlbAvailable(cgroups.IsCgroup2UnifiedMode(), "/sys/fs/cgroup", readMountInfo())
 	if !m.hugetlb {
 		m.log.Info("no hugetlb cgroup controller: hugepage limits are left out of container specs")
 	}

@@ -2,10 +2,10 @@ package container
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -16,21 +16,21 @@ import (
 // mountInfo (the daemon's /proc/self/mountinfo) the sources are checked
 // too: a mount under a private source cannot propagate, and saying so at
 // create beats a pod that silently never sees its volume's mounts.
-func applyPropagation(s *specs.Spec, mounts []Mount, mountInfo string) error {
+func applyPropagation(s *specs.Spec, mounts []Mount, mountInfo []*mountinfo.Info) error {
 	for _, m := range mounts {
 		if m.Image != "" || m.HostPath == "" {
 			continue
 		}
 		switch m.Propagation {
 		case PropagationBidirectional:
-			if mountInfo != "" {
+			if mountInfo != nil {
 				if shared, _ := sourcePropagation(mountInfo, m.HostPath); !shared {
 					return fmt.Errorf("mount %s: bidirectional propagation needs %s on a shared mount: %w", m.ContainerPath, m.HostPath, ErrInvalid)
 				}
 			}
 			s.Linux.RootfsPropagation = "rshared"
 		case PropagationHostToContainer:
-			if mountInfo != "" {
+			if mountInfo != nil {
 				if shared, slave := sourcePropagation(mountInfo, m.HostPath); !shared && !slave {
 					return fmt.Errorf("mount %s: host-to-container propagation needs %s on a shared or slave mount: %w", m.ContainerPath, m.HostPath, ErrInvalid)
 				}
@@ -46,18 +46,14 @@ func applyPropagation(s *specs.Spec, mounts []Mount, mountInfo string) error {
 // sourcePropagation reports the propagation of the mount that holds path
 // (the longest mount point that is a prefix of it, the last such mount when
 // several are stacked), from mountinfo's optional fields.
-func sourcePropagation(mountInfo, path string) (shared, slave bool) {
+func sourcePropagation(mounts []*mountinfo.Info, path string) (shared, slave bool) {
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p
 	}
 	path = filepath.Clean(path)
 	best := -1
-	for _, line := range strings.Split(mountInfo, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			continue
-		}
-		point := unescapeMountInfo(f[4])
+	for _, mi := range mounts {
+		point := mi.Mountpoint
 		if point != path && point != "/" && !strings.HasPrefix(path, point+"/") {
 			continue
 		}
@@ -66,10 +62,7 @@ func sourcePropagation(mountInfo, path string) (shared, slave bool) {
 		}
 		best = len(point)
 		shared, slave = false, false
-		for _, opt := range f[6:] {
-			if opt == "-" {
-				break
-			}
+		for _, opt := range strings.Fields(mi.Optional) {
 			shared = shared || strings.HasPrefix(opt, "shared:")
 			slave = slave || strings.HasPrefix(opt, "master:")
 		}
@@ -77,16 +70,12 @@ func sourcePropagation(mountInfo, path string) (shared, slave bool) {
 	return shared, slave
 }
 
-func unescapeMountInfo(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
-}
-
-// readMountInfo is the daemon's mount table, "" when unreadable (the checks
-// are then skipped and runc has the last word).
-func readMountInfo() string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+// readMountInfo is the daemon's mount table, nil when unreadable (the
+// checks are then skipped and runc has the last word).
+func readMountInfo() []*mountinfo.Info {
+	mounts, err := mountinfo.GetMounts(nil)
 	if err != nil {
-		return ""
+		return nil
 	}
-	return string(data)
+	return mounts
 }

@@ -2,8 +2,10 @@ package container
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -13,6 +15,16 @@ const testMountInfo = `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 32 31 0:27 / /priv/slave rw master:9 - tmpfs tmpfs rw
 33 22 0:28 / /with\040space rw - tmpfs tmpfs rw
 `
+
+// parseMountInfo reads mountinfo text as the daemon's readMountInfo would.
+func parseMountInfo(t *testing.T, text string) []*mountinfo.Info {
+	t.Helper()
+	mounts, err := mountinfo.GetMountsFromReader(strings.NewReader(text), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mounts
+}
 
 func TestSourcePropagation(t *testing.T) {
 	for _, tc := range []struct {
@@ -27,7 +39,7 @@ func TestSourcePropagation(t *testing.T) {
 		{"/with space/x", false, false},
 		{"/other", true, false},
 	} {
-		shared, slave := sourcePropagation(testMountInfo, tc.path)
+		shared, slave := sourcePropagation(parseMountInfo(t, testMountInfo), tc.path)
 		if shared != tc.shared || slave != tc.slave {
 			t.Errorf("%s: shared %v slave %v, want %v %v", tc.path, shared, slave, tc.shared, tc.slave)
 		}
@@ -53,7 +65,7 @@ func TestApplyPropagation(t *testing.T) {
 		{"rslave from private", []Mount{{ContainerPath: "/a", HostPath: "/priv/a", Propagation: PropagationHostToContainer}}, "", true},
 	} {
 		s := &specs.Spec{Linux: &specs.Linux{}}
-		err := applyPropagation(s, tc.mounts, testMountInfo)
+		err := applyPropagation(s, tc.mounts, parseMountInfo(t, testMountInfo))
 		if tc.err {
 			if !errors.Is(err, ErrInvalid) {
 				t.Errorf("%s: err %v, want ErrInvalid", tc.name, err)

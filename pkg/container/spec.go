@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/mountinfo"
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -44,7 +45,7 @@ type specInput struct {
 	Log       *slog.Logger // nil discards
 	// MountInfo is the daemon's /proc/self/mountinfo, to check that the
 	// sources of rslave and rshared mounts propagate; "" skips the check.
-	MountInfo string
+	MountInfo []*mountinfo.Info
 }
 
 // buildSpec turns a container config into an OCI spec joined to its pod.

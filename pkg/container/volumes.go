@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
 
@@ -129,12 +130,11 @@ func (m *Manager) cdiRegistry() (*cdi.Cache, error) {
 // swapAccounting says whether the kernel accounts swap per cgroup, where
 // swap limits can be set at all.
 var swapAccounting = sync.OnceValue(func() bool {
-	for _, f := range []string{"/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "/sys/fs/cgroup/memory.swap.max"} {
-		if _, err := os.Stat(f); err == nil {
-			return true
-		}
+	if !cgroups.IsCgroup2UnifiedMode() {
+		_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+		return err == nil
 	}
-	// cgroup v2: memory.swap.max exists only in child cgroups.
+	// memory.swap.max exists only in child cgroups, not the root.
 	ents, _ := os.ReadDir("/sys/fs/cgroup")
 	for _, e := range ents {
 		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", e.Name(), "memory.swap.max")); err == nil {
