@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,7 +11,7 @@ import (
 )
 
 // ImageFsInfo reports the space and inodes images use and, separately, the
-// containers' writable layers (<root>/image/containers), as the kubelet's
+// containers' writable layers (where the image store keeps them), as the kubelet's
 // split image/container filesystem eviction expects.
 func (s *Server) ImageFsInfo(ctx context.Context, r *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
 	u, err := s.images.FsInfo()
@@ -45,7 +44,7 @@ func (s *Server) ImageFsInfo(ctx context.Context, r *runtimeapi.ImageFsInfoReque
 // asks for stats and for this on the same cadence), so a call does not
 // walk every layer again.
 func (s *Server) containerFsUsage(now int64) *runtimeapi.FilesystemUsage {
-	if s.stats == nil || s.stats.layerRoot == "" || s.containers == nil {
+	if s.stats == nil || s.images == nil || s.containers == nil {
 		return nil
 	}
 	cs, err := s.containers.List(container.Filter{})
@@ -55,13 +54,17 @@ func (s *Server) containerFsUsage(now int64) *runtimeapi.FilesystemUsage {
 	}
 	var bytes, inodes uint64
 	for _, c := range cs {
-		l := s.stats.collector.Layer(c.ID, filepath.Join(s.stats.layerRoot, c.ID, "upper"))
+		upper, err := s.images.WritableLayer(c.ID)
+		if err != nil {
+			continue
+		}
+		l := s.stats.collector.Layer(c.ID, upper)
 		bytes += l.Bytes
 		inodes += l.Inodes
 	}
 	return &runtimeapi.FilesystemUsage{
 		Timestamp:  now,
-		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.stats.layerRoot},
+		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.images.WritableLayersRoot()},
 		UsedBytes:  &runtimeapi.UInt64Value{Value: bytes},
 		InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
 	}

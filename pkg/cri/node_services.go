@@ -11,7 +11,12 @@ import (
 // parts grow here without touching the core wiring.
 func (s *Server) initNodeServices(o Options) {
 	if o.Stats != nil {
-		s.stats = newStatsSource(o.Stats, o.LayerRoot)
+		// The image store knows where the writable layers are.
+		layers := o.LayerRoot
+		if o.Images != nil {
+			layers = o.Images.WritableLayersRoot()
+		}
+		s.stats = newStatsSource(o.Stats, layers)
 	}
 	s.streamer = o.Streamer
 	if o.Events != nil {

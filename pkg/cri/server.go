@@ -49,9 +49,13 @@ type Options struct {
 	PullTimeout  time.Duration // upper bound of one PullImage; 0 = the client's deadline only
 	Logger       *slog.Logger
 
-	// Stats samples cgroups for the stats RPCs; LayerRoot is the dir
-	// holding each container's writable layer as <id>/upper.
-	Stats     *stats.Collector
+	// Stats samples cgroups for the stats RPCs.
+	Stats *stats.Collector
+	// LayerRoot is the dir holding each container's writable layer as
+	// <id>/upper, for a server without an image store.
+	//
+	// Deprecated: the image store says where the layers are; with Images
+	// set this is ignored.
 	LayerRoot string
 	// Streamer serves Exec, Attach and PortForward sessions.
 	Streamer Streamer
