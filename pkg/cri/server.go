@@ -52,10 +52,8 @@ type Options struct {
 	// Stats samples cgroups for the stats RPCs.
 	Stats *stats.Collector
 	// LayerRoot is the dir holding each container's writable layer as
-	// <id>/upper, for a server without an image store.
-	//
-	// Deprecated: the image store says where the layers are; with Images
-	// set this is ignored.
+	// <id>/upper, only for a server without an image store: with Images
+	// set, the image store says where the layers are.
 	LayerRoot string
 	// Streamer serves Exec, Attach and PortForward sessions.
 	Streamer Streamer

@@ -2,6 +2,7 @@ package network
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -107,14 +108,31 @@ func loadConfFile(file string) (*libcni.NetworkConfigList, error) {
 	if filepath.Ext(file) == ".conflist" {
 		return libcni.ConfListFromFile(file)
 	}
-	conf, err := libcni.ConfFromFile(file)
+	// A single-plugin .conf, which the kubelet's conventions still load
+	// but libcni no longer parses as such: it becomes a list of one.
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
-	if conf.Network.Name == "" {
+	var head struct {
+		CNIVersion string `json:"cniVersion"`
+		Name       string `json:"name"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", file, err)
+	}
+	if head.Name == "" {
 		return nil, errors.New("no network name")
 	}
-	return libcni.ConfListFromConf(conf)
+	list, err := json.Marshal(map[string]any{
+		"cniVersion": head.CNIVersion,
+		"name":       head.Name,
+		"plugins":    []json.RawMessage{data},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(list)
 }
 
 // The placeholders a network config may put where a subnet goes (the

@@ -103,9 +103,9 @@ func (m *Manager) ForceDeleteIn(ctx context.Context, sb *Sandbox, id string) err
 }
 
 // ForceDelete kills and deletes a container through the default runtime
-// directly. A container runc does not know is already deleted.
-//
-// Deprecated: a container's runtime is its pod's: use ForceDeleteIn.
+// directly, for a container whose pod's record is gone (otherwise the pod's
+// runtime is the one: ForceDeleteIn). A container runc does not know is
+// already deleted.
 func (m *Manager) ForceDelete(ctx context.Context, id string) error {
 	if m.opts.Direct == nil {
 		return nil
