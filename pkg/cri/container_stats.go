@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,8 +14,8 @@ import (
 	"github.com/pod-shim/pod-shim/pkg/stats"
 )
 
-// statsSource is pkg/stats' Source; collector and layerRoot are its
-// fields under the names the image filesystem RPC reads.
+// statsSource is pkg/stats' Source; collector and layerRoot are what the
+// image filesystem RPC reads, layerRoot only without an image store.
 type statsSource struct {
 	*stats.Source
 	collector *stats.Collector
@@ -22,7 +23,19 @@ type statsSource struct {
 }
 
 func newStatsSource(c *stats.Collector, layerRoot string) *statsSource {
-	return &statsSource{Source: stats.NewSource(c, layerRoot), collector: c, layerRoot: layerRoot}
+	return &statsSource{Source: stats.NewSource(c), collector: c, layerRoot: layerRoot}
+}
+
+// upperDir is where container id's writable layer is: the image store's
+// answer, or <layerRoot>/<id>/upper for a server without one.
+func (s *Server) upperDir(id string) string {
+	if s.images != nil {
+		if p, err := s.images.WritableLayer(id); err == nil {
+			return p
+		}
+		return ""
+	}
+	return filepath.Join(s.stats.layerRoot, id, "upper")
 }
 
 // ContainerStats reports one container's usage.
@@ -95,10 +108,11 @@ func (s *Server) containerStats(c *container.Container) *runtimeapi.ContainerSta
 		},
 	}
 	now := time.Now().UnixNano()
-	u := s.stats.Layer(c.ID)
+	upper := s.upperDir(c.ID)
+	u := s.stats.Layer(c.ID, upper)
 	out.WritableLayer = &runtimeapi.FilesystemUsage{
 		Timestamp:  now,
-		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: s.stats.UpperDir(c.ID)},
+		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: upper},
 		UsedBytes:  &runtimeapi.UInt64Value{Value: u.Bytes},
 		InodesUsed: &runtimeapi.UInt64Value{Value: u.Inodes},
 	}

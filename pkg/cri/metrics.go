@@ -85,7 +85,7 @@ func (s *Server) sandboxMetrics(sb *sandbox.Sandbox) (*runtimeapi.PodSandboxMetr
 			continue
 		}
 		cm := stats.NewMetricSet(c.ID, c.Config.Name, c.Config.Image)
-		s.stats.ContainerMetrics(cm, c.ID, c.Bundle, c.StartedAt, now)
+		s.stats.ContainerMetrics(cm, c.ID, c.Bundle, s.upperDir(c.ID), c.StartedAt, now)
 		pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: criMetrics(cm, now.UnixNano())})
 	}
 	return pm, nil

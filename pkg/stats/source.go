@@ -1,7 +1,6 @@
 package stats
 
 import (
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -9,21 +8,20 @@ import (
 )
 
 // Source is what the stats and metrics calls read through: the cgroup
-// sampler (with the previous CPU sample of every object), where the
-// containers' writable layers are, and the containers' cgroup paths, which
-// never change and would otherwise cost a config.json parse per container
-// per call.
+// sampler (with the previous CPU sample of every object) and the
+// containers' cgroup paths, which never change and would otherwise cost a
+// config.json parse per container per call. Where a container's writable
+// layer is, the caller says (the image store knows).
 type Source struct {
 	Collector *Collector
-	LayerRoot string // each container's upper dir is <LayerRoot>/<id>/upper
 
 	mu      sync.Mutex
 	cgroups map[string]string
 }
 
-// NewSource reads cgroups through c and writable layers under layerRoot.
-func NewSource(c *Collector, layerRoot string) *Source {
-	return &Source{Collector: c, LayerRoot: layerRoot, cgroups: map[string]string{}}
+// NewSource reads cgroups through c.
+func NewSource(c *Collector) *Source {
+	return &Source{Collector: c, cgroups: map[string]string{}}
 }
 
 // CgroupOf is the cgroup path of container id, from its bundle's OCI spec
@@ -59,11 +57,9 @@ func (s *Source) Retain(live map[string]bool) {
 	}
 }
 
-// UpperDir is container id's writable layer dir.
-func (s *Source) UpperDir(id string) string { return filepath.Join(s.LayerRoot, id, "upper") }
-
-// Layer is the usage of container id's writable layer (cached a while).
-func (s *Source) Layer(id string) FsUsage { return s.Collector.Layer(id, s.UpperDir(id)) }
+// Layer is the usage of container id's writable layer dir upper (cached a
+// while).
+func (s *Source) Layer(id, upper string) FsUsage { return s.Collector.Layer(id, upper) }
 
 // Container samples a running container's cgroup (nil, nil when its spec
 // names no cgroup).
@@ -86,11 +82,11 @@ func (s *Source) Pod(id, parent string, paths []string) (*Sample, error) {
 }
 
 // ContainerMetrics adds a running container's cadvisor metrics to m: its
-// lifetime, writable layer, cgroup, processes and block devices.
-func (s *Source) ContainerMetrics(m *MetricSet, id, bundle string, startedAt, now time.Time) {
+// lifetime, writable layer (upper; "" if unknown), cgroup, processes and
+// block devices.
+func (s *Source) ContainerMetrics(m *MetricSet, id, bundle, upper string, startedAt, now time.Time) {
 	m.Lifetime(startedAt, now)
-	upper := s.UpperDir(id)
-	if fs, err := Filesystem(upper); err == nil {
+	if fs, err := Filesystem(upper); upper != "" && err == nil {
 		m.Filesystem(fs, s.Collector.Layer(id, upper))
 	}
 	path, err := s.CgroupOf(id, bundle)
