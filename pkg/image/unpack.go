@@ -201,7 +201,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return err
 	}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse: // tar.Reader reports the old TypeRegA as TypeReg
 		return u.file(hdr, pfd, base, r)
 	case tar.TypeSymlink:
 		// The link text is interpreted inside the container (or, by this
