@@ -106,8 +106,14 @@ func TestExecNoLeaks(t *testing.T) {
 			defer func() { <-sem }()
 			args := []string{"--config", d.CrictlYAML, "--runtime-endpoint", "unix://" + d.Sock, "exec"}
 			if i%2 == 0 {
-				out, err := exec.Command(harness.CrictlPath(), append(args, ctr, "echo", "done")...).Output()
-				if err != nil || !strings.Contains(string(out), "done") {
+				// Bounded, so a session that never ends fails here and
+				// says so instead of holding the suite until its timeout.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				out, err := exec.CommandContext(ctx, harness.CrictlPath(), append(args, ctr, "echo", "done")...).Output()
+				if ctx.Err() != nil {
+					t.Errorf("session %d: crictl exec did not end within 2m (output %q)", i, out)
+				} else if err != nil || !strings.Contains(string(out), "done") {
 					t.Errorf("session %d: %q %v", i, out, err)
 				}
 				return
