@@ -37,19 +37,38 @@ func (m *Manager) Recover(ctx context.Context) error {
 		return err
 	}
 	known := map[string]bool{}
-	for _, sb := range all {
-		known[sb.ID] = true
-		switch {
-		case sb.State == StateCreating:
-			m.log.Info("undoing interrupted sandbox creation", "sandbox", sb.ID)
-			if err := m.undo(ctx, sb); err != nil {
-				m.log.Error("undo interrupted sandbox", "sandbox", sb.ID, "error", err)
-			}
-		case !exists(sb.Dir):
-			m.recoverFromReboot(ctx, sb)
+	for _, listed := range all {
+		known[listed.ID] = true
+		if err := m.recoverOne(ctx, listed.ID); err != nil {
+			return err
 		}
 	}
 	m.sweep(ctx, known)
+	return nil
+}
+
+// recoverOne finishes or undoes what the previous daemon left of one pod,
+// under the pod's lock like every other change to a record: nothing should
+// race Recover, which runs before the CRI socket opens, but the contract
+// costs one uncontended lock here and keeps every save of a record behind it.
+func (m *Manager) recoverOne(ctx context.Context, id string) error {
+	sb, unlock, err := m.lockAndLoad(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	switch {
+	case sb.State == StateCreating:
+		m.log.Info("undoing interrupted sandbox creation", "sandbox", sb.ID)
+		if err := m.undo(ctx, sb); err != nil {
+			m.log.Error("undo interrupted sandbox", "sandbox", sb.ID, "error", err)
+		}
+	case !exists(sb.Dir):
+		m.recoverFromReboot(ctx, sb)
+	}
 	return nil
 }
 
