@@ -30,13 +30,14 @@ import (
 // pod's dir.
 
 type fakeSandboxes struct {
-	mu     sync.Mutex
-	pods   map[string]*sandbox.Sandbox
-	locks  lockmap.Map
-	mon    *fakeMonitor
-	rt     *fakeRuntime
-	noMon  bool // the pod's monitor is gone
-	forced []string
+	mu      sync.Mutex
+	pods    map[string]*sandbox.Sandbox
+	locks   lockmap.Map
+	mon     *fakeMonitor
+	rt      *fakeRuntime
+	noMon   bool // the pod's monitor is gone
+	forced  []string
+	resized []*sandbox.Resources
 }
 
 func (f *fakeSandboxes) Get(id string) (*sandbox.Sandbox, error) {
@@ -65,6 +66,13 @@ func (f *fakeSandboxes) Runtime(sb *sandbox.Sandbox) (Runtime, error) { return f
 
 func (f *fakeSandboxes) ForceDeleteIn(ctx context.Context, sb *sandbox.Sandbox, id string) error {
 	return f.ForceDelete(ctx, id)
+}
+
+func (f *fakeSandboxes) UpdateResources(ctx context.Context, id string, r *sandbox.Resources) error {
+	f.mu.Lock()
+	f.resized = append(f.resized, r)
+	f.mu.Unlock()
+	return nil
 }
 
 func (f *fakeSandboxes) ForceDelete(ctx context.Context, id string) error {

@@ -75,6 +75,9 @@ type Sandboxes interface {
 	// record is gone.
 	ForceDeleteIn(ctx context.Context, sb *sandbox.Sandbox, id string) error
 	ForceDelete(ctx context.Context, id string) error
+	// UpdateResources writes a pod resize into the pod's cgroup: the
+	// sandbox manager is the one writer of pod cgroups.
+	UpdateResources(ctx context.Context, sandboxID string, r *sandbox.Resources) error
 }
 
 // Monitor is the part of a pod's monitor (pkg/monitor.Client) that runs
