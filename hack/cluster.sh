@@ -200,6 +200,12 @@ evictionHard:
   imagefs.inodesFree: "1%"
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+featureGates:
+  # Pod and container stats (the summary API, kubectl top) from the runtime's
+  # CRI stats. Without it (beta, off by default in v1.37) the kubelet takes
+  # them from cadvisor, which knows only containerd's and CRI-O's containers:
+  # on any other runtime pods then have no network stats.
+  PodAndContainerStatsFromCRI: true
 ---
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -309,6 +315,11 @@ up() {
 	mkdir -p "$WORK" "$LOGS"
 	for f in pod-shim kubelet kubeadm; do : >"$LOGS/$f.log"; done
 	write_configs
+	# Pod log dirs made from here on are the cluster's (down removes them).
+	# Static pods keep their UID across clusters, and the kubelet numbers a
+	# new container's attempt from the log files it finds (0.log, 1.log...):
+	# stale ones would show as restarts.
+	touch "$WORK/up.marker"
 	node_net_up
 	start_pod_shim
 	log "importing $(basename "$ARCHIVE")"
@@ -405,7 +416,11 @@ down() {
 	if [[ -f $WORK/xtables.lock.ours ]]; then
 		rm -f /run/xtables.lock "$WORK/xtables.lock.ours"
 	fi
-	rm -f "$WORK/config.toml" "$WORK/kubeadm.yaml" "$WORK/resolv.conf"
+	if [[ -f $WORK/up.marker ]]; then
+		find /var/log/pods /var/log/containers -mindepth 1 -maxdepth 1 -newer "$WORK/up.marker" \
+			-exec rm -rf {} + 2>/dev/null
+	fi
+	rm -f "$WORK/config.toml" "$WORK/kubeadm.yaml" "$WORK/resolv.conf" "$WORK/up.marker"
 	stop_pid "$WORK/lock.pid"
 	rmdir "$WORK" 2>/dev/null || true
 	log "down; logs kept in $LOGS"
