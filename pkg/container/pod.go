@@ -1,45 +1,16 @@
 package container
 
-import (
-	"context"
-	"errors"
-	"fmt"
-
-	"github.com/pod-shim/pod-shim/pkg/sandbox"
-)
-
-// StopPod kills every container of a pod, then stops the pod itself.
-func (m *Manager) StopPod(ctx context.Context, sandboxID string) error {
-	return m.podWide(ctx, sandboxID, "stop",
-		func(id string) error { return m.Stop(ctx, id, 0) },
-		m.opts.Sandboxes.Stop)
-}
-
-// RemovePod removes every container of a pod, then the pod.
-func (m *Manager) RemovePod(ctx context.Context, sandboxID string) error {
-	return m.podWide(ctx, sandboxID, "remove",
-		func(id string) error { return m.Remove(ctx, id) },
-		m.opts.Sandboxes.Remove)
-}
-
-// podWide applies each to every container of a pod, then pod to the pod
-// itself; an unknown pod is done already (Stop and Remove are idempotent).
-func (m *Manager) podWide(ctx context.Context, sandboxID, verb string, each func(id string) error, pod func(context.Context, string) error) error {
-	sb, err := m.sandboxes.Get(sandboxID)
-	if errors.Is(err, sandbox.ErrNotFound) {
-		return nil
-	}
+// InPod lists the ids of a pod's containers, for the sandbox manager's pod
+// Stop and Remove (sandbox.Containers, with Stop and Remove), which take
+// them down under the pod's lock before the pause.
+func (m *Manager) InPod(sandboxID string) ([]string, error) {
+	cs, err := m.List(Filter{SandboxID: sandboxID})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cs, err := m.List(Filter{SandboxID: sb.ID})
-	if err != nil {
-		return err
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
 	}
-	for _, c := range cs {
-		if err := each(c.ID); err != nil {
-			return fmt.Errorf("%s container %s: %w", verb, c.ID, err)
-		}
-	}
-	return pod(ctx, sb.ID)
+	return ids, nil
 }
