@@ -93,7 +93,7 @@ func New(o Options) *Server {
 		network: o.Network, cgroup: o.CgroupDriver, log: o.Logger, RuntimePath: o.RuntimePath, pullTimeout: o.PullTimeout,
 	}
 	if o.Sandboxes != nil && o.Containers != nil {
-		o.Sandboxes.SetContainers(podContainers{o.Containers})
+		o.Sandboxes.SetContainers(o.Containers)
 	}
 	s.initNodeServices(o)
 	return s
