@@ -62,6 +62,20 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
 		return err
 	}
 	m.dropMonitor(sb.ID)
+	if err := m.removePodDir(sb); err != nil {
+		return err
+	}
+	// runc removed pause's cgroup on delete, unless its state was lost
+	// (host restart) or the runtime is gone.
+	oci.RemoveCgroup(m.opts.CgroupDriver, sb.CgroupPath)
+	m.removePodCgroups(sb)
+	return nil
+}
+
+// removePodDir removes the pod's dir and what is mounted in it: the pause
+// rootfs, /dev/shm. It stops at the first failure: removing a dir with a
+// mount still in it would reach into what is mounted.
+func (m *Manager) removePodDir(sb *Sandbox) error {
 	if sb.PauseImage != "" && m.opts.Images != nil {
 		if err := m.opts.Images.RemoveRootfs(sb.ID, filepath.Join(sb.Dir, "pause", "rootfs")); err != nil {
 			return fmt.Errorf("remove pause rootfs: %w", err)
@@ -73,9 +87,5 @@ func (m *Manager) release(ctx context.Context, sb *Sandbox) error {
 	if err := os.RemoveAll(sb.Dir); err != nil {
 		return fmt.Errorf("remove pod dir: %w", err)
 	}
-	// runc removed pause's cgroup on delete, unless its state was lost
-	// (host restart) or the runtime is gone.
-	oci.RemoveCgroup(m.opts.CgroupDriver, sb.CgroupPath)
-	m.removePodCgroups(sb)
 	return nil
 }

@@ -158,50 +158,13 @@ func (m *Manager) unreserve(name, id string) {
 // undo removes every trace of a sandbox whose Run failed or was interrupted.
 func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 	var errs []error
-	if c, err := m.podMonitor(ctx, sb); err == nil {
-		// After a crash the monitor may still be running the pause
-		// container's creation the dead daemon asked for, and refuses to
-		// delete it until that ends: wait for it, or the pause would be
-		// created after the undo and outlive it.
-		err := retryFor(ctx, undoMonitorWait, func() error { return c.Delete(ctx, sb.ID) })
-		if err == nil {
-			err = c.Shutdown(ctx)
-		}
-		if err != nil {
-			// Never leave a monitor behind a removed pod dir: kill it.
-			m.log.Warn("monitor did not delete pause; killing it", "sandbox", sb.ID, "error", err)
-			if err := m.deleteWithoutMonitor(ctx, sb); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	} else if err := m.deleteWithoutMonitor(ctx, sb); err != nil {
+	if err := m.undoPause(ctx, sb); err != nil {
 		errs = append(errs, err)
 	}
-	m.dropMonitor(sb.ID)
-	if !sb.HostNetwork() {
-		// The netns path is a function of the id, so a crash right after
-		// pinning it, before any record of it, still finds it; and DEL runs
-		// even without a result, as the plugin may have allocated before
-		// failing or before the daemon died.
-		if sb.NetNSPath == "" {
-			sb.NetNSPath = m.netnsPath(sb.ID)
-		}
-		if err := m.opts.Network.Teardown(ctx, m.podNetwork(sb), sb.Network); err != nil {
-			errs = append(errs, err)
-		}
-		if err := m.opts.Network.RemoveNetNS(sb.NetNSPath); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if sb.PauseImage != "" && m.opts.Images != nil {
-		if err := m.opts.Images.RemoveRootfs(sb.ID, filepath.Join(sb.Dir, "pause", "rootfs")); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := unmount(sb.ShmPath()); err != nil {
+	if err := m.undoNetwork(ctx, sb); err != nil {
 		errs = append(errs, err)
 	}
-	if err := os.RemoveAll(sb.Dir); err != nil {
+	if err := m.removePodDir(sb); err != nil {
 		errs = append(errs, err)
 	}
 	m.removePodCgroups(sb)
@@ -212,6 +175,45 @@ func (m *Manager) undo(ctx context.Context, sb *Sandbox) error {
 		m.unreserve(reservedName(sb.Config), sb.ID)
 	}
 	return errors.Join(errs...)
+}
+
+// undoPause deletes the pause container and ends the pod's monitor.
+func (m *Manager) undoPause(ctx context.Context, sb *Sandbox) error {
+	defer m.dropMonitor(sb.ID)
+	c, err := m.podMonitor(ctx, sb)
+	if err != nil {
+		return m.deleteWithoutMonitor(ctx, sb)
+	}
+	// After a crash the monitor may still be running the pause container's
+	// creation the dead daemon asked for, and refuses to delete it until
+	// that ends: wait for it, or the pause would be created after the undo
+	// and outlive it.
+	err = retryFor(ctx, undoMonitorWait, func() error { return c.Delete(ctx, sb.ID) })
+	if err == nil {
+		err = c.Shutdown(ctx)
+	}
+	if err != nil {
+		// Never leave a monitor behind a removed pod dir: kill it.
+		m.log.Warn("monitor did not delete pause; killing it", "sandbox", sb.ID, "error", err)
+		return m.deleteWithoutMonitor(ctx, sb)
+	}
+	return nil
+}
+
+// undoNetwork detaches the pod and unpins its netns. The netns path is a
+// function of the id, so a crash right after pinning it, before any record
+// of it, still finds it; and DEL runs even without a result, as the plugin
+// may have allocated before failing or before the daemon died.
+func (m *Manager) undoNetwork(ctx context.Context, sb *Sandbox) error {
+	if sb.HostNetwork() {
+		return nil
+	}
+	if sb.NetNSPath == "" {
+		sb.NetNSPath = m.netnsPath(sb.ID)
+	}
+	return errors.Join(
+		m.opts.Network.Teardown(ctx, m.podNetwork(sb), sb.Network),
+		m.opts.Network.RemoveNetNS(sb.NetNSPath))
 }
 
 // undoMonitorWait bounds how long an undo waits for a monitor busy with the
