@@ -42,8 +42,8 @@ type NRI struct {
 	a   *adaptation.Adaptation
 	log *slog.Logger
 
-	sandboxes  *sandbox.Manager
-	containers *container.Manager
+	sandboxes  Sandboxes
+	containers Containers
 
 	mu      sync.Mutex
 	stopped map[string]bool // containers whose StopContainer plugins were told of
@@ -53,6 +53,22 @@ var (
 	_ sandbox.Hooks   = (*NRI)(nil)
 	_ container.Hooks = (*NRI)(nil)
 )
+
+// Sandboxes is what the host asks of the pods (*sandbox.Manager).
+type Sandboxes interface {
+	Get(idOrPrefix string) (*sandbox.Sandbox, error)
+	List(f sandbox.Filter) ([]*sandbox.Sandbox, error)
+}
+
+// Containers is what the host asks of the containers (*container.Manager):
+// the state a registering plugin is synchronized with, and the updates and
+// evictions plugins ask for.
+type Containers interface {
+	Get(idOrPrefix string) (*container.Container, error)
+	List(f container.Filter) ([]*container.Container, error)
+	UpdateResources(ctx context.Context, idOrPrefix string, r *container.Resources) error
+	Stop(ctx context.Context, idOrPrefix string, timeout time.Duration) error
+}
 
 // New makes the NRI host; Start starts it once the managers exist.
 func New(o Options) (*NRI, error) {
@@ -84,7 +100,7 @@ func New(o Options) (*NRI, error) {
 
 // Start connects the host to the managers, starts the plugins in the plugin
 // dir and listens for external ones.
-func (n *NRI) Start(sandboxes *sandbox.Manager, containers *container.Manager) error {
+func (n *NRI) Start(sandboxes Sandboxes, containers Containers) error {
 	n.sandboxes, n.containers = sandboxes, containers
 	if err := n.a.Start(); err != nil {
 		return fmt.Errorf("start nri: %w", err)
@@ -239,7 +255,16 @@ func (n *NRI) RemoveContainer(ctx context.Context, c *container.Container) {
 
 // synchronize hands a registering plugin every pod and container. Runs and
 // Creates in progress hold it off (BeginRun, BeginCreate), so what they make
-// reaches the plugin either here or as an event once it is registered.
+// reaches the plugin either here or as an event once it is registered, and
+// only one of the two: a Create holds the block from before its record
+// exists until its hooks have run, List leaves out records still being
+// created, and Creates that begin during the synchronization wait for its
+// end, when the plugin is registered and gets their CreateContainer.
+//
+// The NRI library bounds a plugin's Synchronize by the request timeout
+// (plugin_request_timeout): a plugin slower than that is disconnected and
+// learns of nothing after, so the timeout must cover the plugin's whole
+// handshake, not just one event.
 func (n *NRI) synchronize(ctx context.Context, cb adaptation.SyncCB) error {
 	if n.sandboxes == nil || n.containers == nil {
 		return errors.New("nri: not started")
