@@ -339,3 +339,19 @@ func TestRecoverIsCancellable(t *testing.T) {
 		t.Fatalf("a cancelled Recover changed the record: %+v", got)
 	}
 }
+
+// The manager is what pkg/sandbox takes down with a pod.
+var _ sandbox.Containers = (*Manager)(nil)
+
+func TestInPod(t *testing.T) {
+	e := newEnv(t)
+	a := e.running("a")
+	b := e.create("b")
+	ids, err := e.m.InPod(e.pod.ID)
+	if err != nil || len(ids) != 2 || ids[0] != a.ID || ids[1] != b.ID {
+		t.Fatalf("InPod = %v, %v; want [%s %s]", ids, err, a.ID, b.ID)
+	}
+	if ids, err := e.m.InPod(store.NewID()); err != nil || len(ids) != 0 {
+		t.Fatalf("InPod of an unknown pod = %v, %v", ids, err)
+	}
+}
