@@ -20,16 +20,7 @@ import (
 // and runc is not called until Start, which then needs a single
 // `runc run --detach` (as containerd defers task creation to StartContainer).
 func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Container, error) {
-	if cfg.Name == "" {
-		return nil, fmt.Errorf("metadata.name is empty: %w", ErrInvalid)
-	}
-	if cfg.Image == "" {
-		return nil, fmt.Errorf("image is empty: %w", ErrInvalid)
-	}
-	if sandboxID == "" {
-		return nil, fmt.Errorf("pod_sandbox_id is empty: %w", ErrInvalid)
-	}
-	if err := validate(&cfg); err != nil {
+	if err := checkRequired(sandboxID, &cfg); err != nil {
 		return nil, err
 	}
 	sb, err := m.sandboxes.Get(sandboxID)
@@ -41,6 +32,8 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 		// plugins may hold it a while): fail now rather than wait.
 		return nil, fmt.Errorf("sandbox %s is still being created: %w", sb.ID, sandbox.ErrNotReady)
 	}
+	// The pod's lock, held to the end: the pod cannot stop or go under a
+	// container being made into it.
 	unlockSB := m.sandboxes.Lock(sb.ID)
 	defer unlockSB()
 	if sb, err = m.sandboxes.Get(sb.ID); err != nil {
@@ -56,7 +49,51 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", cfg.Image, err)
 	}
+	c := m.newRecord(cfg, sb, img)
+	name := reservedName(&cfg, sb)
+	if err := m.reserve(name, c.ID); err != nil {
+		return nil, err
+	}
+	defer m.locks.Lock(c.ID)()
+	if m.opts.Hooks != nil {
+		// From before the record exists until its hooks ran: a plugin
+		// registering meanwhile learns of it exactly once (see pkg/nri).
+		defer m.opts.Hooks.BeginCreate()()
+	}
+	if err := m.save(c); err != nil {
+		m.unreserve(name, c.ID)
+		return nil, err
+	}
+	failpoint.Hit("container-create-after-intent")
+	if err := m.prepare(ctx, c, sb, img); err != nil {
+		m.undoCreate(ctx, c, name)
+		return nil, err
+	}
+	failpoint.Hit("container-create-before-done")
+	c.State = StateCreated
+	if err := m.save(c); err != nil {
+		return nil, err
+	}
+	if m.opts.Hooks != nil {
+		m.opts.Hooks.PostCreateContainer(ctx, c)
+	}
+	return c, nil
+}
 
+func checkRequired(sandboxID string, cfg *Config) error {
+	switch {
+	case cfg.Name == "":
+		return fmt.Errorf("metadata.name is empty: %w", ErrInvalid)
+	case cfg.Image == "":
+		return fmt.Errorf("image is empty: %w", ErrInvalid)
+	case sandboxID == "":
+		return fmt.Errorf("pod_sandbox_id is empty: %w", ErrInvalid)
+	}
+	return validate(cfg)
+}
+
+// newRecord is the intent record of a container about to be made.
+func (m *Manager) newRecord(cfg Config, sb *sandbox.Sandbox, img *image.Image) *Container {
 	c := &Container{
 		ID:        store.NewID(),
 		SandboxID: sb.ID,
@@ -86,43 +123,30 @@ func (m *Manager) Create(ctx context.Context, sandboxID string, cfg Config) (*Co
 		r := *cfg.Resources
 		c.Resources = &r
 	}
-	name := reservedName(&cfg, sb)
-	m.mu.Lock()
-	if other, ok := m.names[name]; ok {
-		m.mu.Unlock()
-		return nil, fmt.Errorf("name %q is reserved by container %s: %w", name, other, ErrAlreadyExists)
-	}
-	m.names[name] = c.ID
-	m.mu.Unlock()
-	defer m.locks.Lock(c.ID)()
-	if m.opts.Hooks != nil {
-		defer m.opts.Hooks.BeginCreate()()
-	}
+	return c
+}
 
-	if err := m.save(c); err != nil {
-		m.unreserve(name, c.ID)
-		return nil, err
+// reserve takes the kubelet's name of a container for id.
+func (m *Manager) reserve(name, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if other, ok := m.names[name]; ok {
+		return fmt.Errorf("name %q is reserved by container %s: %w", name, other, ErrAlreadyExists)
 	}
-	failpoint.Hit("container-create-after-intent")
-	if err := m.prepare(ctx, c, sb, img); err != nil {
-		if derr := m.discard(context.WithoutCancel(ctx), c); derr != nil {
-			m.log.Error("undo failed container", "container", c.ID, "error", derr)
-		}
-		m.unreserve(name, c.ID)
-		if m.opts.Hooks != nil {
-			m.opts.Hooks.RemoveContainer(context.WithoutCancel(ctx), c)
-		}
-		return nil, err
+	m.names[name] = id
+	return nil
+}
+
+// undoCreate takes back a Create that failed after its intent was saved.
+func (m *Manager) undoCreate(ctx context.Context, c *Container, name string) {
+	ctx = context.WithoutCancel(ctx)
+	if err := m.discard(ctx, c); err != nil {
+		m.log.Error("undo failed container", "container", c.ID, "error", err)
 	}
-	failpoint.Hit("container-create-before-done")
-	c.State = StateCreated
-	if err := m.save(c); err != nil {
-		return nil, err
-	}
+	m.unreserve(name, c.ID)
 	if m.opts.Hooks != nil {
-		m.opts.Hooks.PostCreateContainer(ctx, c)
+		m.opts.Hooks.RemoveContainer(ctx, c)
 	}
-	return c, nil
 }
 
 func (m *Manager) prepare(ctx context.Context, c *Container, sb *sandbox.Sandbox, img *image.Image) error {

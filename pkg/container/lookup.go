@@ -134,25 +134,9 @@ func (m *Manager) Get(idOrPrefix string) (*Container, error) {
 // unknown container or pod matches nothing; an ambiguous prefix is
 // ErrInvalid.
 func (m *Manager) List(f Filter) ([]*Container, error) {
-	var id string
-	if f.ID != "" {
-		var err error
-		if id, err = m.resolve(f.ID); errors.Is(err, ErrNotFound) {
-			return nil, nil
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	var sbID string
-	if f.SandboxID != "" {
-		sb, err := m.sandboxes.Get(f.SandboxID)
-		if errors.Is(err, sandbox.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("pod of the filter: %w", err)
-		}
-		sbID = sb.ID
+	id, sbID, none, err := m.resolveFilter(f)
+	if none || err != nil {
+		return nil, err
 	}
 	all, err := store.List[Container](m.db, bucket)
 	if err != nil {
@@ -180,4 +164,29 @@ func (m *Manager) List(f Filter) ([]*Container, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
+}
+
+// resolveFilter turns the filter's id and pod prefixes into full ids;
+// none says a prefix names nothing, so nothing matches.
+func (m *Manager) resolveFilter(f Filter) (id, sbID string, none bool, err error) {
+	if f.ID != "" {
+		id, err = m.resolve(f.ID)
+		if errors.Is(err, ErrNotFound) {
+			return "", "", true, nil
+		}
+		if err != nil {
+			return "", "", false, err
+		}
+	}
+	if f.SandboxID != "" {
+		sb, err := m.sandboxes.Get(f.SandboxID)
+		if errors.Is(err, sandbox.ErrNotFound) {
+			return "", "", true, nil
+		}
+		if err != nil {
+			return "", "", false, fmt.Errorf("pod of the filter: %w", err)
+		}
+		sbID = sb.ID
+	}
+	return id, sbID, false, nil
 }
