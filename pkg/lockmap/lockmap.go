@@ -76,13 +76,6 @@ func (m *Map) Lock(key string) (unlock func()) {
 	return unlock
 }
 
-// Delete does nothing: an entry goes away with its last holder or waiter.
-// Forgetting a key while someone waited on it used to hand that waiter and
-// the next caller two different locks for one key.
-//
-// Deprecated: drop the call; kept until pkg/sandbox no longer makes it.
-func (m *Map) Delete(key string) {}
-
 func (m *Map) acquire(key string) *entry {
 	m.mu.Lock()
 	defer m.mu.Unlock()

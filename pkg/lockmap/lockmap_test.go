@@ -35,10 +35,11 @@ func TestLockSerialisesOneKeyOnly(t *testing.T) {
 	waitFor(t, func() bool { return m.Len() == 0 })
 }
 
-// TestNeverTwoHolders: holders that "forget" the key before they unlock (as
-// both Remove paths did) must not let a waiter and a newcomer hold the key
-// at the same time. With a map that deleted entries on request, this saw
-// two holders within a few hundred rounds.
+// TestNeverTwoHolders: a waiter and a newcomer never hold one key at the
+// same time, however often the key's entry comes and goes. The map this
+// replaced had Delete, which both Remove paths called before unlocking:
+// with a m.Delete("a") before each unlock below, it saw two holders within a
+// few hundred rounds.
 func TestNeverTwoHolders(t *testing.T) {
 	var m Map
 	var holders, maxHolders atomic.Int32
@@ -57,7 +58,6 @@ func TestNeverTwoHolders(t *testing.T) {
 					}
 				}
 				holders.Add(-1)
-				m.Delete("a")
 				unlock()
 			}
 		}()
