@@ -104,6 +104,8 @@ images() {
 }
 
 write_configs() {
+	local STATS_FROM_CRI=false
+	[[ -z ${CLUSTER_STATS_FROM_CRI:-} ]] || STATS_FROM_CRI=true
 	mkdir -p "$WORK/cni" "$WORK/root" "$LOGS"
 	cat >"$WORK/config.toml" <<EOF
 listen = '$SOCK'
@@ -204,8 +206,11 @@ featureGates:
   # Pod and container stats (the summary API, kubectl top) from the runtime's
   # CRI stats. Without it (beta, off by default in v1.37) the kubelet takes
   # them from cadvisor, which knows only containerd's and CRI-O's containers:
-  # on any other runtime pods then have no network stats.
-  PodAndContainerStatsFromCRI: true
+  # on any other runtime pods then have no network stats. Off by default
+  # here until pod-shim stops answering a sandbox without eth0 with a
+  # NetworkUsage that has no DefaultInterface (the kubelet dereferences it
+  # and panics): CLUSTER_STATS_FROM_CRI=1 turns it on.
+  PodAndContainerStatsFromCRI: $STATS_FROM_CRI
 ---
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -264,6 +269,16 @@ take_lock() {
 		sleep 0.2
 	done
 	log "holding $LOCK"
+	# A kubelet that runs without the lock shares /var/lib/kubelet and the
+	# ports with ours: each would remove the other's pod dirs as orphans.
+	local p exe
+	for p in /proc/[0-9]*; do
+		exe=$(readlink "$p/exe" 2>/dev/null) || continue
+		if [[ ${exe##*/} == kubelet ]]; then
+			stop_pid "$WORK/lock.pid"
+			die "a kubelet (pid ${p#/proc/}: $exe) runs without holding $LOCK; not starting a second one"
+		fi
+	done
 }
 
 start_pod_shim() {
