@@ -218,10 +218,9 @@ func (f *fakeRuntime) Delete(ctx context.Context, id string, force bool) error {
 
 // fakeHooks counts calls; block, when set, holds a StopContainer call.
 type fakeHooks struct {
-	mu      sync.Mutex
-	calls   map[string]int
-	onStop  func(c *Container)
-	creates int
+	mu     sync.Mutex
+	calls  map[string]int
+	onStop func(c *Container)
 }
 
 func (h *fakeHooks) count(name string) int {

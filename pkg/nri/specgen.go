@@ -115,7 +115,13 @@ func (g specGen) RemoveLinuxNamespace(ns string) error {
 	return nil
 }
 
-func (g specGen) AddPreStartHook(h specs.Hook)  { g.hooks().Prestart = append(g.hooks().Prestart, h) } //nolint:staticcheck // NRI still sets it
+// AddPreStartHook keeps the deprecated prestart hooks: NRI plugins still
+// ask for them and runc still runs them.
+func (g specGen) AddPreStartHook(h specs.Hook) {
+	//lint:ignore SA1019 NRI's adjustment API sets prestart hooks
+	g.hooks().Prestart = append(g.hooks().Prestart, h)
+}
+
 func (g specGen) AddPostStartHook(h specs.Hook) { g.hooks().Poststart = append(g.hooks().Poststart, h) }
 func (g specGen) AddPostStopHook(h specs.Hook)  { g.hooks().Poststop = append(g.hooks().Poststop, h) }
 
