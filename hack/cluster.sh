@@ -252,33 +252,46 @@ node_net_up() {
 	[[ -e /run/xtables.lock ]] || touch "$WORK/xtables.lock.ours"
 }
 
+# foreign_kubelet prints the pid of a kubelet this script did not start.
+foreign_kubelet() {
+	local p exe
+	for p in /proc/[0-9]*; do
+		exe=$(readlink "$p/exe" 2>/dev/null) || continue
+		if [[ ${exe##*/} == kubelet && ${p#/proc/} != "$(cat "$WORK/kubelet.pid" 2>/dev/null)" ]]; then
+			echo "${p#/proc/} $exe"
+			return 0
+		fi
+	done
+	return 1
+}
+
 take_lock() {
 	if pidof_file "$WORK/lock.pid" >/dev/null; then
 		return
 	fi
 	mkdir -p "$WORK"
-	rm -f "$WORK/lock.pid"
-	log "waiting for $LOCK (other suites run kubelets too)"
-	# flock -o: the holder keeps the lock, its sleeping child does not inherit
-	# the fd, and killing the child (down) releases it.
-	setsid flock -o "$LOCK" sh -c "echo \$\$ >'$WORK/lock.pid.tmp' && mv '$WORK/lock.pid.tmp' '$WORK/lock.pid' && exec sleep infinity" \
-		</dev/null >/dev/null 2>&1 &
-	local holder=$!
-	until pidof_file "$WORK/lock.pid" >/dev/null; do
-		kill -0 "$holder" 2>/dev/null || die "the lock holder exited"
-		sleep 0.2
+	while :; do
+		rm -f "$WORK/lock.pid"
+		log "waiting for $LOCK (other suites run kubelets too)"
+		# flock -o: the holder keeps the lock, its sleeping child does not
+		# inherit the fd, and killing the child (down) releases it.
+		setsid flock -o "$LOCK" sh -c "echo \$\$ >'$WORK/lock.pid.tmp' && mv '$WORK/lock.pid.tmp' '$WORK/lock.pid' && exec sleep infinity" \
+			</dev/null >/dev/null 2>&1 &
+		local holder=$!
+		until pidof_file "$WORK/lock.pid" >/dev/null; do
+			kill -0 "$holder" 2>/dev/null || die "the lock holder exited"
+			sleep 0.2
+		done
+		# A kubelet that runs without the lock shares /var/lib/kubelet with
+		# ours on disk: each removes the other's pod dirs as orphans. Let
+		# go of the lock and wait for it to end.
+		local other
+		other=$(foreign_kubelet) || break
+		stop_pid "$WORK/lock.pid"
+		log "a kubelet runs without holding the lock (pid $other); waiting for it to exit"
+		while foreign_kubelet >/dev/null; do sleep 2; done
 	done
 	log "holding $LOCK"
-	# A kubelet that runs without the lock shares /var/lib/kubelet and the
-	# ports with ours: each would remove the other's pod dirs as orphans.
-	local p exe
-	for p in /proc/[0-9]*; do
-		exe=$(readlink "$p/exe" 2>/dev/null) || continue
-		if [[ ${exe##*/} == kubelet ]]; then
-			stop_pid "$WORK/lock.pid"
-			die "a kubelet (pid ${p#/proc/}: $exe) runs without holding $LOCK; not starting a second one"
-		fi
-	done
 }
 
 start_pod_shim() {
