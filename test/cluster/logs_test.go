@@ -33,6 +33,10 @@ var benign = []struct {
 		"same window: the kubelet's runtime health checks while pod-shim is restarted on purpose"},
 	{regexp.MustCompile(`"Error syncing pod, skipping" err=".*CrashLoopBackOff`),
 		"the CrashLoopBackOff and LogsPrevious checks' containers exit on purpose"},
+	{regexp.MustCompile(`"ContainerStatus from runtime service failed" err="rpc error: code = Canceled desc = context canceled"`),
+		"the kubelet cancelled its own call (Canceled is the client's doing, not an answer from pod-shim), as test/kubelet lists for Version"},
+	{regexp.MustCompile(`"failed to read memory cgroup (config|limits) for the pod" err="failed to read (memory.limit_in_bytes|CPU quota) for cgroup /sys/fs/cgroup/\w+/kubepods/`),
+		"the kubelet (kubelet_pods.go convertToAPIPodLevelResourcesStatus) reads the pod cgroup it made itself while the pod is terminating and the API phase still says Running; pod-shim removes only cgroup dirs it created (pkg/sandbox/cgroup.go podCgroupDirs), never the kubelet's pod cgroup"},
 	{regexp.MustCompile(`"Unhandled Error" err="unable to upgrade connection: container not found|"Unhandled Error" err="error while (?:closing|copying)`),
 		"a kubectl attach/exec stream closed by the test (it kills the client) while the container keeps running"},
 }
