@@ -140,12 +140,33 @@ func build(standin, pause []byte, agnhostPath, testImages string) ([]entry, erro
 		return nil, err
 	}
 	const bin = "usr/local/bin/pod-shim-standin"
-	extras, err := images.Layer([]images.File{
+	extraFiles := []images.File{
 		{Name: bin, Mode: 0o755, Data: standin},
 		{Name: "etc/passwd", Mode: 0o644, Data: []byte(passwd)},
 		{Name: "etc/group", Mode: 0o644, Data: []byte(group)},
 		{Name: "var/run", Mode: 0o755, Dir: true},
-	})
+	}
+	// Upstream's busybox image has every applet in /bin, and specs name
+	// some by that path (/bin/top, ...): link the ones busybox installs elsewhere.
+	list, err := exec.Command(images.BusyboxPath, "--list-full").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --list-full: %w", images.BusyboxPath, err)
+	}
+	inBin := map[string]bool{}
+	all := strings.Fields(string(list))
+	for _, a := range all {
+		if strings.HasPrefix(a, "bin/") {
+			inBin[strings.TrimPrefix(a, "bin/")] = true
+		}
+	}
+	for _, a := range all {
+		n := filepath.Base(a)
+		if !inBin[n] {
+			inBin[n] = true
+			extraFiles = append(extraFiles, images.File{Name: "bin/" + n, Link: "/bin/busybox"})
+		}
+	}
+	extras, err := images.Layer(extraFiles)
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +225,12 @@ func build(standin, pause []byte, agnhostPath, testImages string) ([]entry, erro
 	}
 	agnFiles := []images.File{
 		{Name: "agnhost", Mode: 0o755, Data: agn},
+		// Upstream's agnhost is alpine with bash; specs run /bin/bash -c.
+		// busybox's ash (bash-compatible enough for them) stands in.
+		{Name: "bin/bash", Mode: 0o755, Data: []byte("#!/bin/sh\nexec /bin/ash \"$@\"\n")},
+		// Lifecycle-hook specs run `curl http://IP:8080/echo?msg=...` in
+		// agnhost (alpine's curl upstream): busybox wget fetches the URL.
+		{Name: "usr/bin/curl", Mode: 0o755, Data: []byte("#!/bin/sh\nfor a; do u=$a; done\nexec /bin/busybox wget -q -O - \"$u\"\n")},
 		{Name: "agnhost-2", Link: "agnhost"},
 		{Name: "localhost.crt", Mode: 0o644, Data: crt},
 		{Name: "localhost.key", Mode: 0o644, Data: key},
