@@ -12,10 +12,8 @@ import (
 // "" and "runc" are the [runtime] binary, or [runtimes.runc] when the
 // config has one, and each other [runtimes.<name>] its own. A handler whose
 // binary is missing stays listed (Status shows it) and fails at use with
-// the lookup error. The map holds each handler's runtime as the table
-// gives it, for callers that still take runtimes by name; it cannot
-// disagree with the table.
-func runtimeHandlers(cfg config.Config, defBin, defRoot string) (*runc.Handlers, map[string]*runc.Runtime) {
+// the lookup error.
+func runtimeHandlers(cfg config.Config, defBin, defRoot string) *runc.Handlers {
 	others := map[string]runc.Handler{}
 	for name, h := range cfg.Runtimes {
 		bin := h.Path
@@ -28,12 +26,5 @@ func runtimeHandlers(cfg config.Config, defBin, defRoot string) (*runc.Handlers,
 		}
 		others[name] = runc.Handler{Binary: bin, Root: root, Options: h.Options}
 	}
-	handlers := runc.NewHandlers(runc.Handler{Binary: defBin, Root: defRoot}, others)
-	runtimes := map[string]*runc.Runtime{}
-	for _, name := range handlers.Names() {
-		if rt, err := handlers.Runtime(name); err == nil {
-			runtimes[name] = rt
-		}
-	}
-	return handlers, runtimes
+	return runc.NewHandlers(runc.Handler{Binary: defBin, Root: defRoot}, others)
 }

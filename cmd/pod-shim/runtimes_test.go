@@ -17,12 +17,12 @@ func TestRuntimeHandlersFromConfig(t *testing.T) {
 		"crun":  {Path: "/usr/bin/crun", Options: map[string]string{"systemd_cgroup": "true"}},
 		"other": {Path: "/opt/other", Root: "/var/run/other"},
 	}
-	handlers, runtimes := runtimeHandlers(cfg, "/usr/sbin/runc", "/run/ps/runc")
+	handlers := runtimeHandlers(cfg, "/usr/sbin/runc", "/run/ps/runc")
 	h, ok := handlers.Get("crun")
 	if !ok || h.Binary != "/usr/bin/crun" || h.Root != "/run/ps/runtimes/crun" || !h.SystemdCgroup() {
 		t.Fatalf("crun handler = %+v, %v", h, ok)
 	}
-	if rt := runtimes["crun"]; rt == nil || rt.Binary() != "/usr/bin/crun" || rt.Root() != "/run/ps/runtimes/crun" || !rt.SystemdCgroup() {
+	if rt, err := handlers.Runtime("crun"); err != nil || rt.Binary() != "/usr/bin/crun" || rt.Root() != "/run/ps/runtimes/crun" || !rt.SystemdCgroup() {
 		t.Fatalf("crun runtime = %+v", rt)
 	}
 	if h, _ := handlers.Get("other"); h.Root != "/var/run/other" {
@@ -36,19 +36,19 @@ func TestRuntimeHandlersFromConfig(t *testing.T) {
 	}
 }
 
-// [runtimes.runc] moves the default handler too, in the table and in the
-// runtimes map built from it: pause and containers share one runc root.
+// [runtimes.runc] moves the default handler too, in the table and and in the
+// runtime the lookup gives: pause and containers share one runc root.
 func TestRuntimeHandlersRuncEntry(t *testing.T) {
 	cfg := config.Default()
 	cfg.State = "/run/ps"
 	cfg.Runtimes = map[string]config.RuntimeHandler{"runc": {Path: "/opt/runc", Root: "/run/ps/custom"}}
-	handlers, runtimes := runtimeHandlers(cfg, "/usr/sbin/runc", "/run/ps/runc")
+	handlers := runtimeHandlers(cfg, "/usr/sbin/runc", "/run/ps/runc")
 	for _, name := range []string{"", "runc"} {
 		h, ok := handlers.Get(name)
 		if !ok || h.Root != "/run/ps/custom" {
 			t.Errorf("handler %q = %+v, want root /run/ps/custom", name, h)
 		}
-		if rt := runtimes[name]; rt == nil || rt.Root() != "/run/ps/custom" {
+		if rt, err := handlers.Runtime(name); err != nil || rt.Root() != "/run/ps/custom" {
 			t.Errorf("runtime %q = %+v, want root /run/ps/custom", name, rt)
 		}
 	}

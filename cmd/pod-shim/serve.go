@@ -187,7 +187,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("pod monitor binary", "path", monitorExe)
-	handlers, runtimes := runtimeHandlers(cfg, runtimeBin, runtimeRoot)
+	handlers := runtimeHandlers(cfg, runtimeBin, runtimeRoot)
+	// Each handler's features (user namespaces, rro mounts) come from what its
+	// binary reports, read once here so Status and RunPodSandbox never guess.
+	for name, f := range handlers.Probe(context.Background()) {
+		log.Info("runtime handler", "name", name, "user_namespaces", f.UserNamespaces, "recursive_read_only_mounts", f.RecursiveReadOnlyMounts)
+	}
 	// Interfaces stay nil when NRI is off: the managers then skip every hook.
 	var (
 		nriHost  *nri.NRI
@@ -224,7 +229,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	containers, err := container.New(container.Options{
 		DB: db, Sandboxes: sandboxes, Images: images, StateDir: cfg.State,
 		CgroupDriver: cfg.CgroupDriver, Runtime: runc.New(runtimeBin, runtimeRoot), Logger: log,
-		Handlers: handlers, Runtimes: runtimes, CDISpecDirs: cfg.CDISpecDirs, OnOOMKill: mx.OOMKill,
+		Handlers: handlers, CDISpecDirs: cfg.CDISpecDirs, OnOOMKill: mx.OOMKill,
 		Hooks: ctrHooks,
 	})
 	if err != nil {

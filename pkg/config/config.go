@@ -147,7 +147,11 @@ func Default() Config {
 			PluginPath:          "/opt/nri/plugins",
 			PluginConfigPath:    "/etc/nri/conf.d",
 			RegistrationTimeout: Duration{5 * time.Second},
-			RequestTimeout:      Duration{2 * time.Second},
+			// NRI bounds a plugin's whole Synchronize by this timeout; a
+			// plugin that syncs while pods are being created (critest's
+			// late-joining plugin) takes over 2 s, and a plugin dropped
+			// mid-sync never hears of the containers created meanwhile.
+			RequestTimeout: Duration{10 * time.Second},
 		},
 	}
 }

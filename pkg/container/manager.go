@@ -35,9 +35,6 @@ type Options struct {
 	// CDISpecDirs are searched for CDI device specs; nil means the CDI
 	// defaults (/etc/cdi, /var/run/cdi).
 	CDISpecDirs []string
-	// Runtimes are the OCI runtimes by RuntimeClass handler, for
-	// UpdateContainerResources; a handler missing here uses Runtime.
-	Runtimes map[string]*runc.Runtime
 	// Handlers are the node's RuntimeClass handlers; nil knows only the
 	// default. RunPodSandbox and Status consult them through Handlers().
 	Handlers *runc.Handlers

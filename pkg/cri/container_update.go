@@ -35,8 +35,9 @@ func linuxResources(r *container.Resources) *runtimeapi.LinuxContainerResources 
 		MemorySwapLimitInBytes: r.MemorySwapLimit,
 		Unified:                r.Unified,
 	}
-	for size, limit := range r.HugepageLimits {
-		out.HugepageLimits = append(out.HugepageLimits, &runtimeapi.HugepageLimit{PageSize: size, Limit: limit})
+	// Smallest page first, as in the spec: status must not vary with map order.
+	for _, h := range r.Hugepages() {
+		out.HugepageLimits = append(out.HugepageLimits, &runtimeapi.HugepageLimit{PageSize: h.PageSize, Limit: h.Limit})
 	}
 	return out
 }

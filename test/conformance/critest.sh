@@ -248,7 +248,6 @@ enable = $([[ -n $NRI_SOCK ]] && echo true || echo false)
 socket_path = '${NRI_SOCK:-/var/run/nri/nri.sock}'
 plugin_path = '$WORK/nri/plugins'
 plugin_config_path = '$WORK/nri/conf.d'
-plugin_request_timeout = '10s'
 EOF
 
 cat >"$WORK/cni/10-$BRIDGE.conflist" <<EOF
