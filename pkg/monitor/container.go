@@ -41,6 +41,17 @@ type container struct {
 	created bool          // false while Create is still running
 	exit    *Exit         // set before exited is closed
 	exited  chan struct{} // closed once the exit is recorded and the log drained
+	// pidfd refers to the init while it runs (-1 before Create is done,
+	// once it has exited, or without kernel support): signals go through
+	// it without a runc spawn. ownPidNS says the init is the first process
+	// of a pid namespace of its own, so the container dies whole with it.
+	pidfd    int
+	ownPidNS bool
+	// runcGone is closed once finish has deleted runc's state of the
+	// exited container (runcErr says whether that worked), or once a
+	// failed Create cleaned up.
+	runcGone chan struct{}
+	runcErr  error
 }
 
 func (c *container) exitRecord() *Exit {
@@ -56,7 +67,7 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 	if req.Bundle == "" {
 		return 0, errors.New("bundle is required")
 	}
-	c := &container{id: req.ID, exited: make(chan struct{}), oomBase: -1, stdinOnce: req.StdinOnce}
+	c := &container{id: req.ID, exited: make(chan struct{}), runcGone: make(chan struct{}), oomBase: -1, stdinOnce: req.StdinOnce, pidfd: -1}
 	m.mu.Lock()
 	if _, ok := m.containers[req.ID]; ok {
 		m.mu.Unlock()
@@ -139,10 +150,16 @@ func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err e
 		c.oom = oomCounterFor(pid)
 		c.oomBase = c.oom.count()
 	}
+	// Read before the pidfd is opened: if that finds the init unreaped,
+	// pid was the init's all along, so this read was of the init too.
+	ownPidNS := isPidNSInit(pid)
+	// finish, on a goroutine of its own, takes c.mu before it closes the
+	// pidfd: an exit reaped at once cannot overtake the store of it.
 	c.mu.Lock()
 	c.created = true
+	c.ownPidNS = ownPidNS
+	c.pidfd = m.reaper.watchOpen(pid, since, func(e gorunc.Exit) { go m.finish(c, e) }, true)
 	c.mu.Unlock()
-	m.reaper.watch(pid, since, func(e gorunc.Exit) { go m.finish(c, e) })
 	log.Info("container created", "pid", pid, "started", req.Start, "took", time.Since(since))
 	return pid, nil
 }
@@ -377,6 +394,7 @@ func (m *monitor) abortCreate(c *container) {
 	// Release any Wait that looked the container up while it was being
 	// created; with no exit recorded it reports the container as not found.
 	close(c.exited)
+	close(c.runcGone)
 }
 
 // drain waits for the copiers to reach EOF, then closes the log. A process
@@ -417,9 +435,32 @@ func (m *monitor) finish(c *container, e gorunc.Exit) {
 	}
 	c.mu.Lock()
 	c.exit = exit
+	if c.pidfd >= 0 {
+		unix.Close(c.pidfd)
+		c.pidfd = -1
+	}
 	close(c.exited)
 	c.mu.Unlock()
 	m.log.Info("container exited", "container", c.id, "pid", e.Pid, "code", e.Status, "oom", exit.OOMKilled)
+
+	// runc's state of a stopped container serves only its deletion: delete
+	// it now, as containerd's shim does on exit, so that the daemon's
+	// RemoveContainer waits for no runc spawn. This also removes the
+	// container's cgroups (the OOM count above was read first), runs its
+	// poststop hooks and kills what is left of it in a shared pid namespace.
+	ctx, cancel := context.WithTimeout(context.Background(), deleteTimeout)
+	err := m.rt.Delete(ctx, c.id, true)
+	cancel()
+	if errors.Is(err, runc.ErrNotFound) {
+		err = nil
+	}
+	if err != nil {
+		m.log.Warn("delete exited container from the runtime; Delete retries", "container", c.id, "err", err)
+	}
+	c.mu.Lock()
+	c.runcErr = err
+	close(c.runcGone)
+	c.mu.Unlock()
 }
 
 func (m *monitor) start(ctx context.Context, id string) error {
@@ -437,14 +478,60 @@ func (m *monitor) start(ctx context.Context, id string) error {
 }
 
 func (m *monitor) kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
-	if c := m.lookup(id); c != nil && c.exitRecord() != nil && !all {
-		return nil // nothing left to signal; spare a runc spawn
+	if c := m.lookup(id); c != nil {
+		if done, err := c.signal(sig, all); done {
+			return err
+		}
 	}
 	err := m.rt.Kill(ctx, id, sig, all)
 	if errors.Is(err, runc.ErrNotFound) || errors.Is(err, runc.ErrNotRunning) {
 		return nil
 	}
 	return err
+}
+
+// signal sends sig to c without runc where that is the same as runc kill
+// would do, and says whether it did. That is: nothing to do once the init
+// has exited (unless all processes are asked for and some may be left in a
+// shared pid namespace); the init alone for !all, except a SIGKILL without
+// a pid namespace of its own, which runc extends to every process of the
+// container; and, with all, a SIGKILL to the init of a pid namespace of its
+// own, whose death takes every process of the namespace with it.
+func (c *container) signal(sig syscall.Signal, all bool) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.created {
+		return false, nil
+	}
+	if c.exit != nil {
+		return !all || c.ownPidNS, nil
+	}
+	direct := (!all && (sig != syscall.SIGKILL || c.ownPidNS)) || (all && sig == syscall.SIGKILL && c.ownPidNS)
+	if !direct || c.pidfd < 0 {
+		return false, nil
+	}
+	err := unix.PidfdSendSignal(c.pidfd, sig, nil, 0)
+	if err == nil || errors.Is(err, unix.ESRCH) {
+		return true, nil // ESRCH: exited; the reaper records it
+	}
+	return true, fmt.Errorf("signal %s: %w", c.id, err)
+}
+
+// isPidNSInit says whether pid is the first process of its innermost pid
+// namespace, and that namespace is not the monitor's: the last NSpid field
+// of /proc/<pid>/status is 1.
+func isPidNSInit(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(rest)
+			return len(f) > 1 && f[len(f)-1] == "1"
+		}
+	}
+	return false
 }
 
 func (m *monitor) wait(ctx context.Context, id string) (*Exit, error) {
@@ -472,29 +559,51 @@ func (m *monitor) delete(ctx context.Context, id string) error {
 		return err
 	}
 	c := m.lookup(id)
-	if c != nil {
-		c.mu.Lock()
-		created := c.created
-		c.mu.Unlock()
-		if !created {
-			return fmt.Errorf("delete %s: create still in progress", id)
-		}
-	}
-	if err := m.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
-		return err
-	}
 	if c == nil {
+		// Deleted already, or never this monitor's: runc may still know it.
+		if err := m.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
+			return err
+		}
 		return nil
 	}
-	// runc killed the init; wait for the reaper so the exit file is written
-	// before Delete returns.
+	c.mu.Lock()
+	created := c.created
+	c.mu.Unlock()
+	if !created {
+		return fmt.Errorf("delete %s: create still in progress", id)
+	}
+	if c.exitRecord() == nil {
+		// The reaper then records the exit and finish deletes runc's state.
+		if err := m.kill(ctx, id, syscall.SIGKILL, true); err != nil {
+			m.log.Warn("kill before delete", "container", id, "err", err)
+		}
+	}
+	// Wait for the reaper so the exit file is written before Delete
+	// returns, and for finish's runc delete rather than race it.
+	gone, reaped := false, true
 	select {
 	case <-c.exited:
+		select {
+		case <-c.runcGone:
+			c.mu.Lock()
+			gone = c.runcErr == nil
+			c.mu.Unlock()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	case <-time.After(exitWaitTimeout):
-		m.log.Warn("container still not reaped after delete", "container", id, "pid", c.pid)
-		m.reaper.unwatch(c.pid)
+		m.log.Warn("container still not reaped after kill", "container", id, "pid", c.pid)
+		reaped = false
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if !gone {
+		if err := m.rt.Delete(ctx, id, true); err != nil && !errors.Is(err, runc.ErrNotFound) {
+			return err
+		}
+	}
+	if !reaped {
+		m.reaper.unwatch(c.pid)
 	}
 	m.mu.Lock()
 	if m.containers[id] == c {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 )
 
 // unclaimedTTL bounds how long an exit nobody has asked for is kept. Such
@@ -60,37 +61,45 @@ func (r *reaper) loop() {
 	}
 }
 
+// reapAll reaps every child that has exited. Each wait4 runs under r.mu, so
+// that while a holder of r.mu sees a child unreaped, its pid cannot be freed
+// and reused (see watchOpen).
 func (r *reaper) reapAll() {
 	for {
-		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-		if err == syscall.EINTR {
-			continue
+		fn, e, more := r.reapOne()
+		if fn != nil {
+			fn(e)
 		}
-		if err != nil || pid <= 0 {
+		if !more {
 			return
 		}
-		r.dispatch(runc.Exit{Pid: pid, Status: exitStatus(ws), Timestamp: time.Now()})
 	}
 }
 
-func (r *reaper) dispatch(e runc.Exit) {
+func (r *reaper) reapOne() (func(runc.Exit), runc.Exit, bool) {
 	r.mu.Lock()
-	fn, ok := r.waiters[e.Pid]
+	defer r.mu.Unlock()
+	var ws syscall.WaitStatus
+	pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+	for err == syscall.EINTR {
+		pid, err = syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+	}
+	if err != nil || pid <= 0 {
+		return nil, runc.Exit{}, false
+	}
+	e := runc.Exit{Pid: pid, Status: exitStatus(ws), Timestamp: time.Now()}
+	fn, ok := r.waiters[pid]
 	if ok {
-		delete(r.waiters, e.Pid)
-	} else {
-		for pid, old := range r.unclaimed {
-			if e.Timestamp.Sub(old.Timestamp) > unclaimedTTL {
-				delete(r.unclaimed, pid)
-			}
+		delete(r.waiters, pid)
+		return fn, e, true
+	}
+	for pid, old := range r.unclaimed {
+		if e.Timestamp.Sub(old.Timestamp) > unclaimedTTL {
+			delete(r.unclaimed, pid)
 		}
-		r.unclaimed[e.Pid] = e
 	}
-	r.mu.Unlock()
-	if ok {
-		fn(e)
-	}
+	r.unclaimed[pid] = e
+	return nil, e, true
 }
 
 // watch calls fn once with pid's exit. since is when the caller began the
@@ -98,17 +107,34 @@ func (r *reaper) dispatch(e runc.Exit) {
 // earlier process that had the same pid. fn runs on the reaper's goroutine and
 // must not block.
 func (r *reaper) watch(pid int, since time.Time, fn func(runc.Exit)) {
+	r.watchOpen(pid, since, fn, false)
+}
+
+// watchOpen is watch that, with open, also returns a pidfd of the child pid
+// while it is still unreaped, or -1 once it is gone (or the kernel has no
+// pidfds). Under r.mu no wait4 runs, so the pid that is not yet reaped
+// cannot have been reused: the pidfd is that child's, and a signal through
+// it can never reach a stranger that got the pid later.
+func (r *reaper) watchOpen(pid int, since time.Time, fn func(runc.Exit), open bool) int {
 	r.mu.Lock()
 	if e, ok := r.unclaimed[pid]; ok {
 		delete(r.unclaimed, pid)
 		if !e.Timestamp.Before(since) {
 			r.mu.Unlock()
 			fn(e)
-			return
+			return -1
+		}
+	}
+	fd := -1
+	if open {
+		// Close-on-exec by default: runc and execs never inherit it.
+		if fd, _ = unix.PidfdOpen(pid, 0); fd < 0 {
+			fd = -1
 		}
 	}
 	r.waiters[pid] = fn
 	r.mu.Unlock()
+	return fd
 }
 
 // unwatch drops a registration that is no longer wanted.

@@ -39,6 +39,7 @@ const (
 	createTimeout   = 2 * time.Minute  // runc create/run when the caller set no deadline
 	drainTimeout    = 2 * time.Second  // output still arriving after the init exited
 	exitWaitTimeout = 10 * time.Second // Delete waiting for the reaper to see the kill
+	deleteTimeout   = 30 * time.Second // runc delete of an exited container
 )
 
 // Main is the monitor process: `pod-shim monitor --id ID --dir DIR --runtime

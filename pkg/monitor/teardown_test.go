@@ -1,0 +1,177 @@
+package monitor
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/pod-shim/pod-shim/pkg/runc"
+)
+
+// countingRuntime is a runc wrapper that appends each invocation's
+// arguments to a file before it execs the real runc.
+func countingRuntime(t *testing.T) (binary string, calls func(sub, id string) int) {
+	t.Helper()
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "calls")
+	binary = filepath.Join(dir, "runc")
+	script := "#!/bin/sh\necho \"$*\" >>" + logFile + "\nexec " + runcBinary + " \"$@\"\n"
+	if err := os.WriteFile(binary, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return binary, func(sub, id string) int {
+		data, _ := os.ReadFile(logFile)
+		n := 0
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 && f[len(f)-1] == id || len(f) > 1 && f[len(f)-2] == id {
+				for _, w := range f {
+					if w == sub {
+						n++
+						break
+					}
+				}
+			}
+		}
+		return n
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// The calls a pod's teardown makes (stop: SIGKILL to all; remove: Delete)
+// spawn no runc for a container in a pid namespace of its own: the kill goes
+// through a pidfd, and the monitor deletes runc's state when it reaps the
+// exit, off the caller's path.
+func TestTeardownWithoutRuncOnTheCallPath(t *testing.T) {
+	bin, calls := countingRuntime(t)
+	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
+	ctx := ctxT(t, 30*time.Second)
+	id := newID()
+	pid := p.run(id, "", true, "sleep", "3600")
+
+	if err := p.client.Kill(ctx, id, syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	exit, err := p.client.Wait(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exit.Pid != pid || exit.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exit = %+v, want pid %d killed by SIGKILL", exit, pid)
+	}
+	if n := calls("kill", id); n != 0 {
+		t.Errorf("runc kill ran %d times; a SIGKILL to a pid namespace's init needs none", n)
+	}
+	if !waitFor(10*time.Second, func() bool {
+		_, err := p.rt.State(ctx, id)
+		return errors.Is(err, runc.ErrNotFound)
+	}) {
+		t.Fatalf("the monitor did not delete the exited container from runc (runc delete ran %d times)", calls("delete", id))
+	}
+	if err := p.client.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls("delete", id); n != 1 {
+		t.Errorf("runc delete ran %d times, want once (at the exit, not again in Delete)", n)
+	}
+	if _, err := ReadExit(p.dir, id); err != nil {
+		t.Fatalf("exit file after Delete: %v", err)
+	}
+	// Signalling the deleted container is still success, without runc for
+	// the init alone.
+	if err := p.client.Kill(ctx, id, syscall.SIGTERM, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Delete of a running container kills it first and still leaves exactly one
+// runc delete, whoever runs it.
+func TestDeleteRunningContainer(t *testing.T) {
+	bin, calls := countingRuntime(t)
+	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
+	ctx := ctxT(t, 30*time.Second)
+	id := newID()
+	pid := p.run(id, "", true, "sleep", "3600")
+	if err := p.client.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if alive(pid) {
+		t.Fatalf("container init %d still alive after Delete", pid)
+	}
+	exit, err := ReadExit(p.dir, id)
+	if err != nil {
+		t.Fatalf("Delete must leave the exit file: %v", err)
+	}
+	if exit.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exit code %d, want %d", exit.ExitCode, 128+int(syscall.SIGKILL))
+	}
+	if n := calls("delete", id); n != 1 {
+		t.Errorf("runc delete ran %d times, want 1", n)
+	}
+	if _, err := p.rt.State(ctx, id); !errors.Is(err, runc.ErrNotFound) {
+		t.Fatalf("runc state after Delete: want not found, got %v", err)
+	}
+}
+
+// A container that shares its pid namespace (here the host's) may leave
+// processes behind its init, so killing all of it is runc's job.
+func TestKillAllWithoutOwnPidNamespaceUsesRunc(t *testing.T) {
+	bin, calls := countingRuntime(t)
+	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
+	ctx := ctxT(t, 30*time.Second)
+	id := newID()
+	bundle := p.bundleWith(id, func(s *specs.Spec) {
+		var ns []specs.LinuxNamespace
+		for _, n := range s.Linux.Namespaces {
+			if n.Type != specs.PIDNamespace {
+				ns = append(ns, n)
+			}
+		}
+		s.Linux.Namespaces = ns
+	}, "sleep", "3600")
+	pid, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isPidNSInit(pid) {
+		t.Fatalf("pid %d reported as a pid namespace's init", pid)
+	}
+	if err := p.client.Kill(ctx, id, syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.client.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls("kill", id); n != 1 {
+		t.Errorf("runc kill ran %d times, want 1", n)
+	}
+	if err := p.client.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIsPidNSInit(t *testing.T) {
+	if isPidNSInit(os.Getpid()) {
+		t.Error("the test process is not the init of a pid namespace of its own")
+	}
+	if isPidNSInit(1 << 30) {
+		t.Error("a pid that does not exist is not an init")
+	}
+}
