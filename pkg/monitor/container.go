@@ -181,6 +181,14 @@ func (m *monitor) setupIO(c *container, req CreateRequest) (runc.IO, []*os.File,
 		}
 		return io, ends, nil
 	}
+	if req.ID == m.id && req.LogPath == "" && !req.Stdin {
+		// The pod's own id is its pause container: nobody attaches to it
+		// and it has no CRI log, so what it prints (only why it failed)
+		// goes straight to the monitor's log, sparing two pipes, their
+		// copier goroutines and buffers in every pod.
+		io.Stdout, io.Stderr = os.Stderr, os.Stderr
+		return io, ends, nil
+	}
 	if req.Stdin {
 		r, w, err := os.Pipe()
 		if err != nil {

@@ -47,6 +47,10 @@ const (
 	runDir     = "run" // pid files and runc logs of containers and execs
 )
 
+// maxProcsEnv tells the monitor that GOMAXPROCS in its environment was set
+// by Start, for the monitor alone.
+const maxProcsEnv = "POD_SHIM_MONITOR_GOMAXPROCS"
+
 // startTimeout bounds Start when the caller's context has no deadline.
 const startTimeout = 10 * time.Second
 
@@ -223,6 +227,12 @@ func Start(ctx context.Context, opts StartOptions) (*Client, error) {
 		cmd.Args = append(cmd.Args, "--max-log-line", strconv.Itoa(opts.MaxLogLine))
 	}
 	cmd.Dir = "/" // pin no directory the daemon might want to unmount
+	if os.Getenv("GOMAXPROCS") == "" {
+		// One P from the first instruction on: set only in Main, the
+		// runtime's init has already started threads for a second P, and
+		// every thread's stacks stay with the monitor for its whole life.
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1", maxProcsEnv+"=1")
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.ExtraFiles = []*os.File{readyW}

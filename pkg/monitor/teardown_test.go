@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,7 +22,7 @@ func countingRuntime(t *testing.T) (binary string, calls func(sub, id string) in
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "calls")
 	binary = filepath.Join(dir, "runc")
-	script := "#!/bin/sh\necho \"$*\" >>" + logFile + "\nexec " + runcBinary + " \"$@\"\n"
+	script := "#!/bin/sh\necho \"$*\" >>" + logFile + "\necho \"env GOMAXPROCS=$GOMAXPROCS $" + maxProcsEnv + "\" >>" + logFile + ".env\nexec " + runcBinary + " \"$@\"\n"
 	if err := os.WriteFile(binary, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +94,26 @@ func TestTeardownWithoutRuncOnTheCallPath(t *testing.T) {
 	}
 	if _, err := ReadExit(p.dir, id); err != nil {
 		t.Fatalf("exit file after Delete: %v", err)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// Start gives the monitor one P from its start; runc must not
+		// inherit that.
+		env, err := os.ReadFile(filepath.Join(filepath.Dir(bin), "calls.env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(env)), "\n") {
+			if strings.TrimSpace(line) != "env GOMAXPROCS=" {
+				t.Errorf("runc ran with %q", line)
+			}
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.client.Pid()), "environ"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), "\x00GOMAXPROCS=1\x00") {
+			t.Errorf("the monitor did not start with GOMAXPROCS=1")
+		}
 	}
 	// Signalling the deleted container is still success, without runc for
 	// the init alone.
@@ -173,5 +194,50 @@ func TestIsPidNSInit(t *testing.T) {
 	}
 	if isPidNSInit(1 << 30) {
 		t.Error("a pid that does not exist is not an init")
+	}
+}
+
+// pipes counts the pipe fds pid holds.
+func pipes(t *testing.T, pid int) int {
+	t.Helper()
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(target, "pipe:") {
+			n++
+		}
+	}
+	return n
+}
+
+// The pod's pause container (its id is the pod's) costs the monitor no pipes
+// and no copiers: what it prints lands in the monitor's own log.
+func TestPauseOutputGoesToMonitorLog(t *testing.T) {
+	id := newID()
+	p := newPodWith(t, func(o *StartOptions) { o.SandboxID = id })
+	ctx := ctxT(t, 30*time.Second)
+	before := pipes(t, p.client.Pid())
+	p.run(id, "", true, "sh", "-c", "echo pause-says-hi; exec sleep 3600")
+	if !waitFor(10*time.Second, func() bool {
+		data, _ := os.ReadFile(filepath.Join(p.dir, LogName))
+		return strings.Contains(string(data), "pause-says-hi")
+	}) {
+		t.Fatal("the pause container's output is not in the monitor's log")
+	}
+	if after := pipes(t, p.client.Pid()); after != before {
+		t.Errorf("the monitor holds %d pipes with pause running, %d before", after, before)
+	}
+	if err := p.client.Kill(ctx, id, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.client.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.client.Delete(ctx, id); err != nil {
+		t.Fatal(err)
 	}
 }
