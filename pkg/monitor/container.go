@@ -551,8 +551,12 @@ func (m *monitor) wait(ctx context.Context, id string) (*Exit, error) {
 		}
 		return nil, fmt.Errorf("wait %s: %w", id, ErrNotFound)
 	}
+	// The exit is recorded before finish deletes the container from
+	// runc; Wait returns after both, so a stopped container is gone from
+	// runc (and its cgroups) when Stop returns, as it was when Remove did
+	// that, and Remove finds nothing left to wait for.
 	select {
-	case <-c.exited:
+	case <-c.runcGone:
 		if e := c.exitRecord(); e != nil {
 			return e, nil
 		}
