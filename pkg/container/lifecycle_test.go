@@ -281,6 +281,16 @@ func TestRecover(t *testing.T) {
 			wantState: StateCreated,
 		},
 		{
+			// The monitor deletes a container from runc when it
+			// reaps its exit: the exit file is what is left.
+			name: "start interrupted, it ran and exited: exited",
+			leave: func(e *env, c *Container) {
+				c.State = StateStarting
+				e.mon.exit(c.ID, 3)
+			},
+			wantState: StateExited,
+		},
+		{
 			name: "host restarted under a running container: exited",
 			leave: func(e *env, c *Container) {
 				c.State = StateRunning

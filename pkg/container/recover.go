@@ -10,7 +10,8 @@ package container
 //   - The exit files and runc's state live in the state dir (tmpfs): if a
 //     pod's dir is gone the host restarted and nothing of the pod runs.
 //   - A container caught in StateStarting ran if and only if runc knows it
-//     (settledState).
+//     (settledState) or its exit file exists: the monitor deletes a
+//     container from runc as soon as it has recorded its exit.
 //   - Nothing else touches containers yet: Recover runs before the CRI
 //     server serves, but still takes each container's lock, so a late call
 //     cannot interleave with it.
@@ -22,6 +23,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/pod-shim/pod-shim/pkg/monitor"
 	"github.com/pod-shim/pod-shim/pkg/runc"
 	"github.com/pod-shim/pod-shim/pkg/store"
 )
@@ -94,6 +96,12 @@ func (m *Manager) recover(ctx context.Context, c *Container) error {
 	st, err := settledState(rctx, rt, c.ID)
 	switch {
 	case errors.Is(err, runc.ErrNotFound):
+		if _, xerr := monitor.ReadExit(sb.Dir, c.ID); xerr == nil {
+			// It ran and exited, and the monitor deleted it from runc
+			// when it reaped the exit: the exit file is the record.
+			c.State = StateRunning
+			return m.settle(ctx, c)
+		}
 		c.State = StateCreated
 	case err != nil:
 		return err
