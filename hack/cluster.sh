@@ -479,15 +479,18 @@ unmount_under() {
 # every table, for IPv4 and IPv6, first the jumps to them from other chains.
 # Only the cluster makes KUBE-* chains while it holds the kubelet lock.
 iptables_clean() {
-	local ipt t
+	local ipt t dump c
 	for ipt in iptables ip6tables; do
 		command -v $ipt >/dev/null || continue
 		for t in filter nat mangle raw; do
-			$ipt-save -t $t 2>/dev/null | grep -q 'KUBE-' || continue
-			$ipt-save -t $t | grep -E '^-A ' | grep -E -- '-j KUBE-' | grep -vE '^-A KUBE-' | sed 's/^-A /-D /' |
+			# Into a variable first: `iptables-save | grep -q` under pipefail
+			# fails with SIGPIPE once the table outgrows the pipe buffer.
+			dump=$($ipt-save -t $t 2>/dev/null) || continue
+			[[ $dump == *KUBE-* ]] || continue
+			grep -E '^-A ' <<<"$dump" | grep -E -- '-j KUBE-' | grep -vE '^-A KUBE-' | sed 's/^-A /-D /' |
 				while read -r rule; do eval "$ipt -t $t $rule" 2>/dev/null || true; done
-			for c in $($ipt-save -t $t | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do $ipt -t $t -F "$c" 2>/dev/null || true; done
-			for c in $($ipt-save -t $t | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do $ipt -t $t -X "$c" 2>/dev/null || true; done
+			for c in $(sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' <<<"$dump"); do $ipt -t $t -F "$c" 2>/dev/null || true; done
+			for c in $(sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' <<<"$dump"); do $ipt -t $t -X "$c" 2>/dev/null || true; done
 		done
 	done
 }

@@ -23,6 +23,8 @@ var benign = []struct {
 		"same: pod_container_deletor removing a container that is already gone"},
 	{regexp.MustCompile(`"failed to remove pod init container .*rpc error: code = NotFound`),
 		"same: the kubelet pruning an old init container attempt that is already gone"},
+	{regexp.MustCompile(`"Failed to remove container" err="failed to get container status \\"[0-9a-f]+\\": rpc error: code = NotFound`),
+		"same, from the kubelet's container GC (kuberuntime_gc.go) racing pod_container_deletor for the same dead container"},
 	{regexp.MustCompile(`"Error getting ContainerStatus for containerID" .*rpc error: code = NotFound`),
 		"same, from the kubelet's container GC"},
 	{regexp.MustCompile(`"ExecSync cmd from runtime service failed" err="rpc error: code = FailedPrecondition desc = container \S+ is exited`),
