@@ -35,22 +35,28 @@ func (m *Manager) stop(ctx context.Context, sb *Sandbox) error {
 			return fmt.Errorf("stop hook: %w", err)
 		}
 	}
-	if err := m.stopPause(ctx, sb); err != nil {
-		return err
-	}
-	failpoint.Hit("sandbox-stop-after-pause")
-	// Not ready from here on, even if the network part fails: the kubelet
-	// retries Stop, and Stop retries the DEL.
+	// Not ready from here on, even if a step below fails: the kubelet
+	// retries Stop, and Stop retries both. Saved before either starts, so
+	// a crash in between never leaves a Ready record of a pod whose
+	// network is gone.
 	if sb.State != StateNotReady {
 		sb.State = StateNotReady
 		if err := m.save(sb); err != nil {
 			return err
 		}
 	}
-	if err := m.teardownNetwork(ctx, sb); err != nil {
-		return err
+	// Pause and the pod's network do not wait on each other (pause needs
+	// no network to die; the netns lives while pause is in it): the CNI
+	// DEL runs while the monitor kills pause and deletes it from runc.
+	// teardownNetwork touches only the network's fields of sb, stopPause
+	// only reads others.
+	netErr := make(chan error, 1)
+	go func() { netErr <- m.teardownNetwork(ctx, sb) }()
+	pauseErr := m.stopPause(ctx, sb)
+	if pauseErr == nil {
+		failpoint.Hit("sandbox-stop-after-pause")
 	}
-	return nil
+	return errors.Join(pauseErr, <-netErr)
 }
 
 func (m *Manager) stopPause(ctx context.Context, sb *Sandbox) error {
