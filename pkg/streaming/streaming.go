@@ -278,9 +278,11 @@ func (r *runtime) execTTY(ctx context.Context, cancel context.CancelFunc, mon *m
 	case <-outDone:
 	case <-time.After(outputDrain):
 	}
+	// The resize goroutine uses the pty master's fd: it must be gone before
+	// the master is closed.
 	close(done)
-	es.Close()
 	wg.Wait()
+	es.Close()
 	if werr != nil {
 		return werr
 	}
