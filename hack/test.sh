@@ -70,11 +70,33 @@ step streaming suite 15m ./test/streaming/...
 # Crash at every failpoint, SIGKILL churn, exits while down, reboot.
 step crash suite 15m ./test/crash/...
 step nri suite 10m ./test/nri/...
+# Crafted images and hostile clients through the real daemon: nothing outside
+# its dirs may change, sockets stay root-only, bad CRI input changes nothing.
+step hostile suite 20m ./test/hostile/...
+# Each fuzzer for a bounded time on top of its seed corpus (the corpora also
+# run in the unit step). -fuzzminimizetime keeps FuzzImport from spending its
+# whole budget shrinking one archive.
+fuzz() { # NAME PACKAGE
+	go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZ_TIME:-20s}" -fuzzminimizetime 100x "$2"
+}
+step fuzz-unpack fuzz FuzzUnpack ./pkg/image/
+step fuzz-import fuzz FuzzImport ./pkg/image/
+step fuzz-ref fuzz FuzzParseRef ./pkg/image/
+step fuzz-monitor fuzz FuzzDecodeRequest ./pkg/monitor/
+step fuzz-cri fuzz FuzzCRIRequest ./pkg/cri/
 # critest v1.37.0 against the built daemon, offline (builds critest and
 # busybox once into ${POD_SHIM_CACHE:-/var/cache/pod-shim-ci}; ~4 min warm).
 # Fails on any spec not in expected-failures.txt; needs root.
 if [ "$(id -u)" = 0 ]; then
 	step conformance env CRITEST_EXPECT_FAIL=test/conformance/expected-failures.txt bash test/conformance/critest.sh
+	# The same with runc v1.5 (idmapped mounts: the user-namespace specs run
+	# too); hack/build-runc.sh builds it from the module proxy, cached.
+	runc15=$(bash hack/build-runc.sh) || runc15=
+	if [ -n "$runc15" ]; then
+		step conformance-runc1.5 env CRITEST_RUNC="$runc15" CRITEST_EXPECT_FAIL=test/conformance/expected-failures.txt bash test/conformance/critest.sh
+	else
+		failed+=("build-runc")
+	fi
 else
 	echo "warning: not root, skipping conformance (critest)" >&2
 fi
@@ -88,6 +110,17 @@ kubelet_e2e() {
 	KUBELET_BIN=$bin suite 60m ./test/kubelet/...
 }
 step kubelet kubelet_e2e
+# The kubelet scenarios again on runc v1.5 (the hostUsers: false scenario in
+# the step above picks runc v1.5 by itself).
+kubelet_e2e_runc15() {
+	local bin
+	[ -n "${runc15:-}" ] || { echo "no runc v1.5 (hack/build-runc.sh failed)" >&2; return 1; }
+	bin=$(bash test/conformance/build-kubelet.sh) || return 1
+	PATH="$(dirname "$runc15"):$PATH" KUBELET_BIN=$bin suite 60m -run 'TestKubelet$' ./test/kubelet/...
+}
+if [ "$(id -u)" = 0 ]; then
+	step kubelet-runc1.5 kubelet_e2e_runc15
+fi
 if [ "${POD_SHIM_BENCH:-}" = 1 ]; then
 	# The plain build: the race detector would distort the figures.
 	step bench go test -count=1 -run '^$' -bench PodReady -benchtime 1x -timeout 20m ./test/e2e/
