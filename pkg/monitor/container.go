@@ -555,8 +555,15 @@ func (m *monitor) wait(ctx context.Context, id string) (*Exit, error) {
 	// runc; Wait returns after both, so a stopped container is gone from
 	// runc (and its cgroups) when Stop returns, as it was when Remove did
 	// that, and Remove finds nothing left to wait for.
+	// The pod's pause (its id is the pod's) is the exception: StopPodSandbox
+	// goes on to the network, and RemovePodSandbox's Delete waits for the
+	// runc delete that then runs meanwhile.
+	done := c.runcGone
+	if id == m.id {
+		done = c.exited
+	}
 	select {
-	case <-c.runcGone:
+	case <-done:
 		if e := c.exitRecord(); e != nil {
 			return e, nil
 		}

@@ -240,4 +240,7 @@ func TestPauseOutputGoesToMonitorLog(t *testing.T) {
 	if err := p.client.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := p.rt.State(ctx, id); !errors.Is(err, runc.ErrNotFound) {
+		t.Fatalf("runc state of pause after Delete: want not found, got %v", err)
+	}
 }
