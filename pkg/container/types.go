@@ -179,6 +179,9 @@ type Config struct {
 	Name    string
 	Attempt uint32
 	Image   string // as the kubelet named it (usually the image id)
+	// UserSpecifiedImage is the image as the pod spec names it; the kubelet
+	// resolves it to the id in Image and expects it back in statuses.
+	UserSpecifiedImage string
 
 	Command    []string
 	Args       []string

@@ -31,18 +31,19 @@ func (s *Server) CreateContainer(ctx context.Context, r *runtimeapi.CreateContai
 
 func containerConfig(c *runtimeapi.ContainerConfig) container.Config {
 	out := container.Config{
-		Name:        c.GetMetadata().GetName(),
-		Attempt:     c.GetMetadata().GetAttempt(),
-		Image:       c.GetImage().GetImage(),
-		Command:     c.GetCommand(),
-		Args:        c.GetArgs(),
-		WorkingDir:  c.GetWorkingDir(),
-		Labels:      c.GetLabels(),
-		Annotations: c.GetAnnotations(),
-		LogPath:     c.GetLogPath(),
-		Stdin:       c.GetStdin(),
-		StdinOnce:   c.GetStdinOnce(),
-		Tty:         c.GetTty(),
+		Name:               c.GetMetadata().GetName(),
+		Attempt:            c.GetMetadata().GetAttempt(),
+		Image:              c.GetImage().GetImage(),
+		UserSpecifiedImage: c.GetImage().GetUserSpecifiedImage(),
+		Command:            c.GetCommand(),
+		Args:               c.GetArgs(),
+		WorkingDir:         c.GetWorkingDir(),
+		Labels:             c.GetLabels(),
+		Annotations:        c.GetAnnotations(),
+		LogPath:            c.GetLogPath(),
+		Stdin:              c.GetStdin(),
+		StdinOnce:          c.GetStdinOnce(),
+		Tty:                c.GetTty(),
 	}
 	if sig := c.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
 		// The enum names are SIGNAL_SIGTERM and so on.

@@ -53,7 +53,7 @@ func (s *Server) listContainers(f *runtimeapi.ContainerFilter) ([]*runtimeapi.Co
 			Id:           c.ID,
 			PodSandboxId: c.SandboxID,
 			Metadata:     &runtimeapi.ContainerMetadata{Name: c.Config.Name, Attempt: c.Config.Attempt},
-			Image:        &runtimeapi.ImageSpec{Image: c.Config.Image},
+			Image:        statusImage(&c.Config),
 			ImageRef:     c.ImageRef,
 			ImageId:      c.ImageID,
 			State:        containerState(c.State),

@@ -27,7 +27,7 @@ func (s *Server) ContainerStatus(ctx context.Context, r *runtimeapi.ContainerSta
 		StartedAt:   unixNano(c.StartedAt),
 		FinishedAt:  unixNano(c.FinishedAt),
 		ExitCode:    c.ExitCode,
-		Image:       &runtimeapi.ImageSpec{Image: c.Config.Image},
+		Image:       statusImage(&c.Config),
 		ImageRef:    c.ImageRef,
 		ImageId:     c.ImageID,
 		Reason:      c.Reason,
@@ -94,4 +94,16 @@ func statusMounts(ms []container.Mount) []*runtimeapi.Mount {
 		out = append(out, sm)
 	}
 	return out
+}
+
+// statusImage is the image a status reports: the name the pod spec gave
+// (the kubelet copies it into the pod's status and waits for it after an
+// image change), or what CreateContainer named when the client gave no
+// such name (crictl names images directly).
+func statusImage(c *container.Config) *runtimeapi.ImageSpec {
+	spec := &runtimeapi.ImageSpec{Image: c.Image, UserSpecifiedImage: c.UserSpecifiedImage}
+	if c.UserSpecifiedImage != "" {
+		spec.Image = c.UserSpecifiedImage
+	}
+	return spec
 }

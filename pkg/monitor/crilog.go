@@ -146,14 +146,16 @@ func (l *logWriter) close() error {
 // copyStream turns a container's output stream into CRI records until EOF or a
 // read error (the read deadline set when the container is gone and a stray
 // process still holds the pipe). A line longer than maxLine becomes maxLine
-// pieces tagged P; a last line without a newline is written as F.
+// pieces tagged P; so is a last line without a newline, as containerd writes
+// it: the kubelet ends an F record with a newline the container never wrote
+// (a termination message taken from the log would gain one).
 func copyStream(r io.Reader, stream string, lw *logWriter, maxLine int, onErr func(error)) {
 	br := bufio.NewReaderSize(r, maxLine)
 	reported := false
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			partial := err == bufio.ErrBufferFull
+			partial := err != nil
 			if err == nil {
 				line = line[:len(line)-1]
 			}

@@ -21,10 +21,10 @@ func TestCopyStream(t *testing.T) {
 	}{
 		{"lines", "a\nbb\n", 16, []string{"F a", "F bb"}},
 		{"empty line", "\n", 16, []string{"F "}},
-		{"unterminated tail is F", "a\nrest", 16, []string{"F a", "F rest"}},
+		{"unterminated tail is P", "a\nrest", 16, []string{"F a", "P rest"}},
 		{"long line split", "0123456789abcdefXYZ\n", 16, []string{"P 0123456789abcdef", "F XYZ"}},
 		{"exactly max then newline", "0123456789abcdef\n", 16, []string{"P 0123456789abcdef", "F "}},
-		{"long unterminated", strings.Repeat("x", 40), 16, []string{"P " + strings.Repeat("x", 16), "P " + strings.Repeat("x", 16), "F " + strings.Repeat("x", 8)}},
+		{"long unterminated", strings.Repeat("x", 40), 16, []string{"P " + strings.Repeat("x", 16), "P " + strings.Repeat("x", 16), "P " + strings.Repeat("x", 8)}},
 		{"nothing", "", 16, nil},
 	}
 	for _, tt := range tests {
