@@ -104,8 +104,8 @@ images() {
 }
 
 write_configs() {
-	local STATS_FROM_CRI=false
-	[[ -z ${CLUSTER_STATS_FROM_CRI:-} ]] || STATS_FROM_CRI=true
+	local STATS_FROM_CRI=true
+	[[ ${CLUSTER_STATS_FROM_CRI:-1} != 0 ]] || STATS_FROM_CRI=false
 	mkdir -p "$WORK/cni" "$WORK/root" "$LOGS"
 	cat >"$WORK/config.toml" <<EOF
 listen = '$SOCK'
@@ -206,10 +206,9 @@ featureGates:
   # Pod and container stats (the summary API, kubectl top) from the runtime's
   # CRI stats. Without it (beta, off by default in v1.37) the kubelet takes
   # them from cadvisor, which knows only containerd's and CRI-O's containers:
-  # on any other runtime pods then have no network stats. Off by default
-  # here until pod-shim stops answering a sandbox without eth0 with a
-  # NetworkUsage that has no DefaultInterface (the kubelet dereferences it
-  # and panics): CLUSTER_STATS_FROM_CRI=1 turns it on.
+  # on any other runtime pods then have no network stats. On by default
+  # here (the summary API is checked from pod-shim's stats);
+  # CLUSTER_STATS_FROM_CRI=0 turns it off.
   PodAndContainerStatsFromCRI: $STATS_FROM_CRI
 ---
 apiVersion: kubeproxy.config.k8s.io/v1alpha1

@@ -123,6 +123,13 @@ func (s *Server) sandboxStats(sb *sandbox.Sandbox) (*runtimeapi.PodSandboxStats,
 const defaultInterface = "eth0"
 
 func networkUsage(ifs []stats.Interface) *runtimeapi.NetworkUsage {
+	// A netns without interfaces (after CNI DEL, while a pod is torn down)
+	// gets no network stats at all, as from containerd: kubelet v1.37 with
+	// PodAndContainerStatsFromCRI dereferences DefaultInterface whenever
+	// Network is set, and a nil one panics it.
+	if len(ifs) == 0 {
+		return nil
+	}
 	n := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
 	for _, i := range ifs {
 		u := &runtimeapi.NetworkInterfaceUsage{

@@ -1040,7 +1040,7 @@ func testStatsSummary(t *testing.T) {
 }
 
 // statsFromCRI says whether the kubelet takes pod stats from pod-shim's CRI
-// stats (hack/cluster.sh with CLUSTER_STATS_FROM_CRI=1). Without it the
+// stats (hack/cluster.sh does unless CLUSTER_STATS_FROM_CRI=0). Without it the
 // kubelet asks cadvisor, which has no pod network stats for runtimes other
 // than containerd and CRI-O, so the network part is checked only with it.
 func statsFromCRI() bool {
