@@ -121,6 +121,24 @@ kubelet_e2e_runc15() {
 if [ "$(id -u)" = 0 ]; then
 	step kubelet-runc1.5 kubelet_e2e_runc15
 fi
+# Upstream e2e_node [NodeConformance], the CI subset (test/node-e2e/ci-subset.txt:
+# 126 specs on init containers, restart policies, sidecars, hooks, probes, pod
+# conditions, security context, logs, exec). Its own net and mount namespaces:
+# it shares no kubelet port or path. The full run: bash test/node-e2e/run.sh.
+if [ "$(id -u)" = 0 ]; then
+	step node-e2e env POD_SHIM_BIN_DIR="$PWD/bin" bash test/node-e2e/run.sh --subset ci
+fi
+# A kubeadm v1.37.2 cluster on pod-shim (hack/cluster.sh up/down inside the
+# suite), checked through the API server with kubectl; builds cached.
+cluster_e2e() {
+	bash hack/build-kube.sh kubeadm kubectl kubelet kube-apiserver kube-controller-manager \
+		kube-scheduler kube-proxy >/dev/null && bash hack/build-etcd.sh >/dev/null &&
+		bash hack/build-coredns.sh >/dev/null || return 1
+	go test -count=1 -v -timeout 20m ./test/cluster/...
+}
+if [ "$(id -u)" = 0 ]; then
+	step cluster cluster_e2e
+fi
 if [ "${POD_SHIM_BENCH:-}" = 1 ]; then
 	# The plain build: the race detector would distort the figures.
 	step bench go test -count=1 -run '^$' -bench PodReady -benchtime 1x -timeout 20m ./test/e2e/

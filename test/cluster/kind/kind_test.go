@@ -185,6 +185,10 @@ func TestNodeFiles(t *testing.T) {
 	})
 
 	t.Run("PreloadArchive", func(t *testing.T) {
+		if testing.Short() {
+			// Two builds of seven images (about a minute); the cluster step runs it.
+			t.Skip("builds the preload archive twice; runs without -short")
+		}
 		kube := filepath.Join(cacheDir(), "kube/v1.37.2")
 		need := []string{kube + "/kubeadm", kube + "/kube-apiserver", kube + "/kube-controller-manager", kube + "/kube-scheduler",
 			kube + "/kube-proxy", cacheDir() + "/etcd/v3.7.0/etcd", cacheDir() + "/coredns/v1.14.6/coredns"}
