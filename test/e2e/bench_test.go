@@ -6,12 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/pod-shim/pod-shim/test/bench/procmem"
 	"github.com/pod-shim/pod-shim/test/harness"
 )
 
@@ -133,7 +133,7 @@ func benchPodReady(b *testing.B, rs cri.RuntimeServiceClient, is cri.ImageServic
 	// Memory each pod costs the node beyond its own containers: the pod's
 	// monitor/shim and its pause, as proportional set size (shared pages
 	// split among the processes sharing them).
-	if kib, procs := podOverheadPSS(procMatch); procs > 0 {
+	if kib, procs := procmem.PerPod(procMatch); procs > 0 {
 		b.ReportMetric(float64(kib)/1024/float64(len(lat)), "overhead-MiB/pod")
 		b.Logf("per-pod runtime processes: %d (shim/monitor + pause), PSS %.1f MiB in all, %.2f MiB per pod", procs, float64(kib)/1024, float64(kib)/1024/float64(len(lat)))
 	}
@@ -159,61 +159,4 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
 	return sorted[max(rank, 1)-1]
-}
-
-// podOverheadPSS sums the PSS (KiB) of the processes whose command line
-// contains match (a pod-shim monitor names its state dir, a containerd shim
-// its socket) and of their children named pause.
-func podOverheadPSS(match string) (kib int64, procs int) {
-	entries, _ := os.ReadDir("/proc")
-	parents := map[string]bool{}
-	type proc struct{ pid, ppid, comm string }
-	var all []proc
-	for _, e := range entries {
-		pid := e.Name()
-		if pid[0] < '0' || pid[0] > '9' {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + pid + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(stat)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		fields := strings.Fields(s[close+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		all = append(all, proc{pid: pid, ppid: fields[1], comm: s[open+1 : close]})
-		cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
-		if strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), match) && !strings.Contains(string(cmd), "serve") && !strings.HasSuffix(strings.SplitN(string(cmd), "\x00", 2)[0], "containerd") {
-			parents[pid] = true
-		}
-	}
-	for _, p := range all {
-		if parents[p.pid] || (parents[p.ppid] && p.comm == "pause") {
-			kib += pssKiB(p.pid)
-			procs++
-		}
-	}
-	return kib, procs
-}
-
-func pssKiB(pid string) int64 {
-	data, err := os.ReadFile("/proc/" + pid + "/smaps_rollup")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "Pss:") {
-			var v int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "Pss:")), "%d", &v)
-			return v
-		}
-	}
-	return 0
 }

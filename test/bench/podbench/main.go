@@ -37,6 +37,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/pod-shim/pod-shim/test/bench/procmem"
 )
 
 type options struct {
@@ -459,7 +461,7 @@ func (b *bench) lifecycle(c, n int, measure bool) (*Result, error) {
 		return err
 	})
 	if startErr == nil && measure {
-		if kib, procs := perPodPSS(b.o.procMatch); procs > 0 {
+		if kib, procs := procmem.PerPod(b.o.procMatch); procs > 0 {
 			r.PSSPerPodMiB = float64(kib) / 1024 / float64(n)
 		}
 		r.UsedPerPodMiB = float64(usedMemKiB()-used0) / 1024 / float64(n)
@@ -528,7 +530,7 @@ func (b *bench) density(n int) (*Result, error) {
 		return nil, fmt.Errorf("starting %d pods: %w", n, startErr)
 	}
 	r.UsedPerPodMiB = float64(usedMemKiB()-used0) / 1024 / float64(n)
-	if kib, procs := perPodPSS(b.o.procMatch); procs > 0 {
+	if kib, procs := procmem.PerPod(b.o.procMatch); procs > 0 {
 		r.PSSPerPodMiB = float64(kib) / 1024 / float64(n)
 	}
 	// The kubelet relists every second: 30 rounds of each call.
@@ -624,66 +626,6 @@ func rssMiB(pid int) float64 {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kib, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 			return float64(kib) / 1024
-		}
-	}
-	return 0
-}
-
-// perPodPSS sums the PSS (KiB) of the processes whose command line contains
-// match, except daemons, and of their children named pause.
-func perPodPSS(match string) (kib int64, procs int) {
-	if match == "" {
-		return 0, 0
-	}
-	entries, _ := os.ReadDir("/proc")
-	type proc struct{ pid, ppid, comm string }
-	var all []proc
-	parents := map[string]bool{}
-	for _, e := range entries {
-		pid := e.Name()
-		if pid[0] < '0' || pid[0] > '9' {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + pid + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing < open {
-			continue
-		}
-		fields := strings.Fields(s[closing+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		all = append(all, proc{pid: pid, ppid: fields[1], comm: s[open+1 : closing]})
-		raw, _ := os.ReadFile("/proc/" + pid + "/cmdline")
-		argv := strings.Split(string(raw), "\x00")
-		cmd := strings.Join(argv, " ")
-		daemon := strings.Contains(cmd, " serve") || strings.HasSuffix(argv[0], "/containerd") || argv[0] == "containerd"
-		if strings.Contains(cmd, match) && !daemon {
-			parents[pid] = true
-		}
-	}
-	for _, p := range all {
-		if parents[p.pid] || (parents[p.ppid] && p.comm == "pause") {
-			kib += pssKiB(p.pid)
-			procs++
-		}
-	}
-	return kib, procs
-}
-
-func pssKiB(pid string) int64 {
-	data, err := os.ReadFile("/proc/" + pid + "/smaps_rollup")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n
 		}
 	}
 	return 0
