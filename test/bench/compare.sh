@@ -31,7 +31,7 @@ RUNTIMES=${RUNTIMES:-"pod-shim containerd"}
 RUNC=${RUNC:-$(command -v runc)}
 
 # Short paths: pod-shim puts unix sockets under <state>/pods/<64-hex>/.
-TMP=$(mktemp -d /run/psb.XXXX)
+TMP=$(mktemp -d /run/p.XXXX)
 OUT=${OUT:-$TMP/out}
 mkdir -p "$OUT" "$TMP/bin" "$TMP/cni" "$TMP/logs"
 BRIDGE=psb$(printf '%04x' $((RANDOM)))

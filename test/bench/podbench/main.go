@@ -347,7 +347,12 @@ func (b *bench) start(ctx context.Context, t *timings) (pod, time.Duration, erro
 		Metadata:     &cri.PodSandboxMetadata{Name: name, Namespace: "podbench", Uid: name, Attempt: 0},
 		Hostname:     name,
 		LogDirectory: filepath.Join(b.o.logDir, name),
-		Linux:        &cri.LinuxPodSandboxConfig{},
+		// The kubelet's default: a pid namespace per container (no
+		// shareProcessNamespace), which is also what lets a runtime signal a
+		// container's process directly instead of `runc kill --all`.
+		Linux: &cri.LinuxPodSandboxConfig{SecurityContext: &cri.LinuxSandboxSecurityContext{
+			NamespaceOptions: &cri.NamespaceOption{Pid: cri.NamespaceMode_CONTAINER},
+		}},
 	}
 	began := time.Now()
 	runResp, err := timed(t, "RunPodSandbox", func() (*cri.RunPodSandboxResponse, error) {
@@ -365,7 +370,9 @@ func (b *bench) start(ctx context.Context, t *timings) (pod, time.Duration, erro
 				Image:    &cri.ImageSpec{Image: b.o.image},
 				Command:  []string{"sleep", "3600"},
 				LogPath:  "sleep.log",
-				Linux:    &cri.LinuxContainerConfig{},
+				Linux: &cri.LinuxContainerConfig{SecurityContext: &cri.LinuxContainerSecurityContext{
+					NamespaceOptions: &cri.NamespaceOption{Pid: cri.NamespaceMode_CONTAINER},
+				}},
 			},
 			SandboxConfig: cfg,
 		})
