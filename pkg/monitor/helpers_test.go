@@ -386,6 +386,10 @@ func lines(recs []logRecord, stream string) []string {
 			cur.Reset()
 		}
 	}
+	// An unterminated last line ends in a P record, as the kubelet reads it.
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
 	return out
 }
 

@@ -56,8 +56,10 @@ func TestOutputAndExitCode(t *testing.T) {
 		t.Errorf("stderr lines = %q, want %q", got, want)
 	}
 	for _, r := range recs {
-		if r.partial {
-			t.Errorf("unexpected partial record %+v", r)
+		// Only the unterminated last line is a P record: the kubelet must
+		// not add a newline the container never wrote.
+		if r.partial != (r.text == "unterminated") {
+			t.Errorf("record %+v: partial = %v", r, r.partial)
 		}
 		if r.time.After(exit.ExitedAt.Add(time.Second)) {
 			t.Errorf("record %+v timestamped after exit %v", r, exit.ExitedAt)
