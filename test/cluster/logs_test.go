@@ -39,6 +39,10 @@ var benign = []struct {
 		"the kubelet cancelled its own call (Canceled is the client's doing, not an answer from pod-shim), as test/kubelet lists for Version"},
 	{regexp.MustCompile(`"failed to read memory cgroup (config|limits) for the pod" err="failed to read (memory.limit_in_bytes|CPU quota) for cgroup /sys/fs/cgroup/\w+/kubepods/`),
 		"the kubelet (kubelet_pods.go convertToAPIPodLevelResourcesStatus) reads the pod cgroup it made itself while the pod is terminating and the API phase still says Running; pod-shim removes only cgroup dirs it created (pkg/sandbox/cgroup.go podCgroupDirs), never the kubelet's pod cgroup"},
+	{regexp.MustCompile(`"PodSandbox from runtime service failed" err="rpc error: code = InvalidArgument desc = pod_sandbox_id is empty" podSandboxID=""`),
+		"the kubelet's CRI stats provider (PodAndContainerStatsFromCRI) asked PodSandboxStats with an empty id, as the line's podSandboxID=\"\" shows, for a pod whose sandbox it has not recorded yet; an empty id is InvalidArgument"},
+	{regexp.MustCompile(`"Failed to get status for pod" err="pods \\".*\\" is forbidden: User \\"system:node:.*no relationship found between node`),
+		"the API server's node authorizer has not yet linked a just-created pod to this node; the API call is the kubelet status manager's, and it matched only because the pod is named attach"},
 	{regexp.MustCompile(`"Unhandled Error" err="unable to upgrade connection: container not found|"Unhandled Error" err="error while (?:closing|copying)`),
 		"a kubectl attach/exec stream closed by the test (it kills the client) while the container keeps running"},
 }
