@@ -117,7 +117,6 @@ func TestLockContextGivesUp(t *testing.T) {
 	}
 }
 
-
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

@@ -252,10 +252,10 @@ func build(standin, pause []byte, agnhostPath, testImages string) ([]entry, erro
 		}
 	}
 	// The previous version is a distinct image (image pull specs pull both).
-	if err := put(e2e+"agnhost:2.66.1")(img(agnLayers, nil, agnCfg("2.66.1"))); err != nil {
+	if err := put(e2e + "agnhost:2.66.1")(img(agnLayers, nil, agnCfg("2.66.1"))); err != nil {
 		return nil, err
 	}
-	if err := put(e2e+"agnhost:2.55")(img(agnLayers, nil, agnCfg("2.55"))); err != nil {
+	if err := put(e2e + "agnhost:2.55")(img(agnLayers, nil, agnCfg("2.55"))); err != nil {
 		return nil, err
 	}
 	// kitten and nautilus: upstream's html files on agnhost.
@@ -280,11 +280,11 @@ func build(standin, pause []byte, agnhostPath, testImages string) ([]entry, erro
 	}
 
 	// nonroot: USER 1234.
-	if err := put(e2e+"nonroot:1.5")(img(base, nil, v1.Config{User: "1234"})); err != nil {
+	if err := put(e2e + "nonroot:1.5")(img(base, nil, v1.Config{User: "1234"})); err != nil {
 		return nil, err
 	}
 	// nonewprivs: setuid-root nnp, CMD nnp.
-	if err := put(e2e+"nonewprivs:1.4")(img(base, []images.File{{Name: "usr/local/bin/nnp", Mode: 0o4755, Data: standin}},
+	if err := put(e2e + "nonewprivs:1.4")(img(base, []images.File{{Name: "usr/local/bin/nnp", Mode: 0o4755, Data: standin}},
 		v1.Config{Cmd: []string{"nnp"}})); err != nil {
 		return nil, err
 	}
