@@ -23,11 +23,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -53,7 +50,7 @@ func run(addr, src string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	standin, pause, err := buildBinaries(src, tmp)
+	standin, pause, err := images.BuildStandinAndPause(src, tmp)
 	if err != nil {
 		return err
 	}
@@ -61,54 +58,11 @@ func run(addr, src string) error {
 	if err != nil {
 		return err
 	}
-	r, err := images.StartRegistry(addr)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	fmt.Println(r.Addr)
-	for _, e := range set {
-		if _, _, err := r.Push(e.repoTag, e.img); err != nil {
-			return err
-		}
-		d, _ := e.img.Digest()
-		fmt.Printf("%s@%s\n", e.repoTag, d)
-	}
-	fmt.Println("ready")
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	<-sig
-	return nil
+	return images.ServeUntilSignal(addr, set)
 }
 
-// buildBinaries compiles the standin (static Go) and the pause (static C).
-func buildBinaries(src, dir string) (standin, pause []byte, err error) {
-	sp, pp := filepath.Join(dir, "standin"), filepath.Join(dir, "pause")
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid=", "-o", sp, "./test/conformance/standin")
-	cmd.Dir, cmd.Stdout, cmd.Stderr = src, os.Stderr, os.Stderr
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if err := cmd.Run(); err != nil {
-		return nil, nil, fmt.Errorf("build standin: %w", err)
-	}
-	cmd = exec.Command("gcc", "-Os", "-static", "-o", pp, "cmd/pod-shim-pause/pause.c")
-	cmd.Dir, cmd.Stdout, cmd.Stderr = src, os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return nil, nil, fmt.Errorf("build pause (gcc -static): %w", err)
-	}
-	if err := exec.Command("strip", pp).Run(); err != nil {
-		return nil, nil, fmt.Errorf("strip pause: %w", err)
-	}
-	if standin, err = os.ReadFile(sp); err != nil {
-		return nil, nil, err
-	}
-	pause, err = os.ReadFile(pp)
-	return standin, pause, err
-}
-
-type entry struct {
-	repoTag string // path in the local registry, the same path the upstream host uses
-	img     v1.Image
-}
+// entry is an image with the repository path it is served under.
+type entry = images.Entry
 
 const (
 	passwd = "root:x:0:0:root:/root:/bin/sh\n" +
@@ -205,7 +159,7 @@ func build(standin, pause []byte) ([]entry, error) {
 			return err
 		}
 		for _, rt := range repoTags {
-			out = append(out, entry{rt, i})
+			out = append(out, entry{RepoTag: rt, Image: i})
 		}
 		return nil
 	}
