@@ -55,9 +55,9 @@ func (c *Client) Kill(ctx context.Context, id string, sig syscall.Signal, all bo
 	return c.call(ctx, "Kill", killParams{ID: id, Signal: int(sig), All: all}, nil)
 }
 
-// Wait blocks until the container's init has exited, its output is in the
-// log and the monitor has deleted it from the runtime (which Delete then
-// need not do). Cancelling ctx ends the wait only, not the container.
+// Wait blocks until the container's init has exited and its output is in
+// the log. The monitor then deletes it from the runtime by itself; Delete
+// waits for that. Cancelling ctx ends the wait only, not the container.
 func (c *Client) Wait(ctx context.Context, id string) (*Exit, error) {
 	var e Exit
 	if err := c.call(ctx, "Wait", idParams{ID: id}, &e); err != nil {

@@ -551,19 +551,12 @@ func (m *monitor) wait(ctx context.Context, id string) (*Exit, error) {
 		}
 		return nil, fmt.Errorf("wait %s: %w", id, ErrNotFound)
 	}
-	// The exit is recorded before finish deletes the container from
-	// runc; Wait returns after both, so a stopped container is gone from
-	// runc (and its cgroups) when Stop returns, as it was when Remove did
-	// that, and Remove finds nothing left to wait for.
-	// The pod's pause (its id is the pod's) is the exception: StopPodSandbox
-	// goes on to the network, and RemovePodSandbox's Delete waits for the
-	// runc delete that then runs meanwhile.
-	done := c.runcGone
-	if id == m.id {
-		done = c.exited
-	}
+	// Wait returns at the exit, before finish's runc delete: that delete
+	// only tidies runc's state and cgroups and costs a runc spawn, so
+	// StopContainer (and StopPodSandbox, which goes on to the network) does
+	// not wait for it. Delete waits for it instead of racing it.
 	select {
-	case <-done:
+	case <-c.exited:
 		if e := c.exitRecord(); e != nil {
 			return e, nil
 		}

@@ -244,3 +244,55 @@ func TestPauseOutputGoesToMonitorLog(t *testing.T) {
 		t.Fatalf("runc state of pause after Delete: want not found, got %v", err)
 	}
 }
+
+// Wait answers at the exit, not after the runc delete the monitor then runs
+// by itself (StopContainer would pay a runc spawn otherwise); Delete waits
+// for that runc delete instead of racing it. The runtime here holds every
+// delete until the test opens a gate.
+func TestWaitDoesNotWaitForRuncDelete(t *testing.T) {
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	entered := filepath.Join(dir, "delete-entered")
+	bin := filepath.Join(dir, "runc")
+	script := "#!/bin/sh\nfor a; do [ \"$a\" = delete ] && { : >" + entered + "; while [ ! -e " + gate + " ]; do sleep 0.01; done; }; done\nexec " + runcBinary + " \"$@\"\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(gate, nil, 0o644) }) // never leave a delete hanging
+	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
+	ctx := ctxT(t, 30*time.Second)
+	id := newID()
+	p.run(id, "", true, "sleep", "3600")
+
+	if err := p.client.Kill(ctx, id, syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.client.Wait(ctx, id); err != nil {
+		t.Fatalf("Wait with the runc delete held: %v", err)
+	}
+	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(entered); return err == nil }) {
+		t.Fatal("the monitor did not start a runc delete after the exit")
+	}
+	if _, err := p.rt.State(ctx, id); err != nil {
+		t.Fatalf("runc state while its delete is held: %v (the delete should still be pending)", err)
+	}
+
+	deleted := make(chan error, 1)
+	go func() { deleted <- p.client.Delete(ctx, id) }()
+	select {
+	case err := <-deleted:
+		t.Fatalf("Delete returned (%v) while the monitor's runc delete was still held", err)
+	case <-time.After(200 * time.Millisecond):
+		// Not a synchronisation: a Delete that raced ahead would have
+		// returned by now; one that waits stays blocked however long this is.
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.rt.State(ctx, id); !errors.Is(err, runc.ErrNotFound) {
+		t.Fatalf("runc state after Delete: want not found, got %v", err)
+	}
+}

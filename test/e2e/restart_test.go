@@ -75,9 +75,16 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
+// runcStates lists the live runc containers (created, running, paused) as
+// id=status. Stopped ones are left out: the monitor deletes an exited
+// container from runc after StopContainer has returned (StopContainer waits
+// for the exit, not for that tidying), so one may vanish at any moment.
 func runcStates(list []harness.RuncContainer) []string {
 	var out []string
 	for _, c := range list {
+		if c.Status == "stopped" {
+			continue
+		}
 		out = append(out, c.ID+"="+c.Status)
 	}
 	slices.Sort(out)
