@@ -11,6 +11,12 @@
 // It prints one line per figure and, with -json, appends one JSON record per
 // (mode, clients) run, which compare.sh aggregates into ratios and plots.
 //
+// -mode floor needs no runtime: it does each step of a pod's start and stop
+// itself with the same host tools (netns, libcni, overlay, runc), to show
+// what those cost alone on this machine (floor.go). -mode regress is the CI
+// guard's check of such records against the ratios recorded in the repo
+// (regress.go).
+//
 // The runtime's CPU is read from the cgroup the caller started it in
 // (-cgroup: cpuacct.usage on v1, cpu.stat usage_usec on v2), which holds the
 // daemon and everything it spawns (monitors or shims, runc, CNI plugins).
@@ -47,6 +53,13 @@ type options struct {
 	pods, daemonPid                                                  int
 	idle                                                             time.Duration
 	keep                                                             bool
+
+	// floor mode
+	runc, pause, busybox, cniConfDir, cniBinDir, runDir string
+	measureOverlap                                      bool
+	// regress mode
+	baseline string
+	limit    float64
 }
 
 func main() {
@@ -55,7 +68,7 @@ func main() {
 	flag.StringVar(&o.endpoint, "endpoint", "", "CRI unix socket (path or unix:// URL)")
 	flag.StringVar(&o.image, "image", "", "image for the app container (must be pullable or present)")
 	flag.StringVar(&o.label, "label", "runtime", "name of the runtime in the output")
-	flag.StringVar(&o.mode, "mode", "lifecycle", "lifecycle | density")
+	flag.StringVar(&o.mode, "mode", "lifecycle", "lifecycle | density | cleanup | floor (no runtime: the host tools alone) | regress (check -json records against -baseline)")
 	flag.StringVar(&clients, "clients", "1,8", "concurrent clients, comma-separated (lifecycle mode)")
 	flag.IntVar(&o.pods, "pods", 40, "pods per run (lifecycle) or pods held running (density)")
 	flag.StringVar(&o.cgroup, "cgroup", "", "cgroup dir holding the runtime and all it spawns, for CPU (optional)")
@@ -65,6 +78,15 @@ func main() {
 	flag.StringVar(&o.jsonOut, "json", "", "append JSON records to this file")
 	flag.StringVar(&o.logDir, "log-dir", "", "pod log directory root (default: a temp dir)")
 	flag.BoolVar(&o.keep, "keep", false, "density: leave the pods running (for a restart measurement; -mode cleanup removes them)")
+	flag.StringVar(&o.runc, "runc", "runc", "floor: the runc binary (the runtime under test's)")
+	flag.StringVar(&o.pause, "pause", "", "floor: the pause binary (e.g. pod-shim-pause from hack/build.sh)")
+	flag.StringVar(&o.busybox, "busybox", "/bin/busybox", "floor: a static busybox, the app container's only file")
+	flag.StringVar(&o.cniConfDir, "cni-conf-dir", "", "floor: dir whose first .conflist is the pods' network")
+	flag.StringVar(&o.cniBinDir, "cni-bin-dir", "/usr/lib/cni", "floor: CNI plugin dirs, colon-separated")
+	flag.StringVar(&o.runDir, "run-dir", "/run", "floor: where the run's private dir goes (keep it short, on tmpfs)")
+	flag.BoolVar(&o.measureOverlap, "measure-overlap", false, "floor: a second pass running CNI ADD beside the pause start, timed as a whole")
+	flag.StringVar(&o.baseline, "baseline", "", "regress: file with the recorded ratios")
+	flag.Float64Var(&o.limit, "limit", 1.5, "regress: fail when a ratio exceeds this many times the recorded one")
 	probe := flag.String("probe", "", "only wait until this CRI socket answers Version (exit 0), or -wait passes (exit 1)")
 	wait := flag.Duration("wait", 30*time.Second, "with -probe: how long to wait")
 	flag.Parse()
@@ -77,6 +99,22 @@ func main() {
 			time.Sleep(5 * time.Millisecond) // polling a socket that has no readiness signal
 		}
 		os.Exit(0)
+	}
+	switch o.mode {
+	case "floor":
+		if err := runFloor(o); err != nil {
+			log.Fatalf("podbench: %v", err)
+		}
+		return
+	case "regress":
+		ok, err := runRegress(os.Stdout, o.jsonOut, o.baseline, o.limit)
+		if err != nil {
+			log.Fatalf("podbench: %v", err)
+		}
+		if !ok {
+			os.Exit(1)
+		}
+		return
 	}
 	if o.endpoint == "" || o.image == "" {
 		log.Fatal("podbench: -endpoint and -image are required")
@@ -245,6 +283,14 @@ type Result struct {
 	IdleCPUPercent float64            `json:"idle_cpu_percent,omitempty"`
 	ListP99Ms      map[string]float64 `json:"list_p99_ms,omitempty"`
 	Failed         int                `json:"failed,omitempty"`
+
+	// Floor mode (Calls then holds each step's p50/p90/p99): p50 over pods
+	// of the start steps' sum, of the best overlap computed per pod from
+	// its own steps (max(CNI ADD, pause create + start) + the rest), and,
+	// with -measure-overlap, of a start that really ran them side by side.
+	FloorSerialMs          float64 `json:"floor_serial_ms,omitempty"`
+	FloorOverlapMs         float64 `json:"floor_overlap_ms,omitempty"`
+	FloorOverlapMeasuredMs float64 `json:"floor_overlap_measured_ms,omitempty"`
 }
 
 func (r *Result) print() {
@@ -254,6 +300,13 @@ func (r *Result) print() {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	if r.Mode == "floor" {
+		// In the order they run, not by name.
+		names = slices.DeleteFunc(slices.Concat(floorStartSteps, floorStopSteps), func(n string) bool {
+			_, ok := r.Calls[n]
+			return !ok
+		})
+	}
 	for _, n := range names {
 		p := r.Calls[n]
 		fmt.Printf("%-22s p50 %7.1f ms  p90 %7.1f ms  p99 %7.1f ms\n", n, p[0], p[1], p[2])
@@ -267,6 +320,9 @@ func (r *Result) print() {
 			fmt.Printf("%-22s %.2f %s\n", name, v, unit)
 		}
 	}
+	show("floor serial p50", r.FloorSerialMs, "ms")
+	show("floor overlap p50", r.FloorOverlapMs, "ms (computed per pod)")
+	show("floor overlap p50", r.FloorOverlapMeasuredMs, "ms (measured)")
 	show("start throughput", r.StartPerSec, "pods/s")
 	show("teardown throughput", r.TeardownPerSec, "pods/s")
 	show("cpu per lifecycle", r.CPUPerPodMs, "ms")
