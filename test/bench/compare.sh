@@ -4,7 +4,10 @@
 # runtime with private dirs and run in its own cgroup so that CPU per pod
 # lifecycle counts everything it spawns (daemon, monitor or shim, runc, CNI
 # plugins). Rounds alternate between the runtimes so drift in the machine's
-# load hits both alike.
+# load hits both alike. Each round also runs podbench -mode floor: the same
+# pod start and stop done by the host tools alone (netns, libcni, overlay,
+# runc), in the same cgroup, so the table shows how far above it each
+# runtime's pod-ready is.
 #
 #   bash test/bench/compare.sh                 # 3 rounds, 1 and 8 clients, 40 pods
 #   ROUNDS=5 PODS=60 bash test/bench/compare.sh
@@ -28,105 +31,26 @@ CLIENTS=${CLIENTS:-1,8}
 DENSITY=${DENSITY:-}
 IDLE=${IDLE:-60s}
 RUNTIMES=${RUNTIMES:-"pod-shim containerd"}
-RUNC=${RUNC:-$(command -v runc)}
 
-# Short paths: pod-shim puts unix sockets under <state>/pods/<64-hex>/.
-TMP=$(mktemp -d /run/p.XXXX)
+source test/bench/lib.sh
+bench_init p
 OUT=${OUT:-$TMP/out}
-mkdir -p "$OUT" "$TMP/bin" "$TMP/cni" "$TMP/logs"
-BRIDGE=psb$(printf '%04x' $((RANDOM)))
-for _ in $(seq 50); do
-	X=$((RANDOM % 254 + 1))
-	ip -4 route show | grep -q "10\.248\.$X\." || break
-done
-CG_NAME=podbench-$$
-DAEMON_PID=
-
-cgroup_dirs() {
-	if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
-		echo /sys/fs/cgroup/$CG_NAME
-	elif [[ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]]; then
-		echo /sys/fs/cgroup/cpuacct/$CG_NAME
-	else
-		echo /sys/fs/cgroup/cpu,cpuacct/$CG_NAME
-	fi
-}
-CG=$(cgroup_dirs)
-
-stop_daemon() {
-	[[ -n $DAEMON_PID ]] || return 0
-	kill -TERM "$DAEMON_PID" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$DAEMON_PID" 2>/dev/null || true
-	wait "$DAEMON_PID" 2>/dev/null || true
-	DAEMON_PID=
-}
+mkdir -p "$OUT"
 
 cleanup() {
-	set +e
-	stop_daemon
-	# Whatever a failed run left: per-pod processes found by this run's dir.
-	for pid in $(pgrep -f -- "$TMP"); do kill -KILL "$pid" 2>/dev/null; done
-	for r in "$TMP"/ps/state/runc "$TMP"/ctrd/state/runc/k8s.io; do
-		[[ -d $r ]] || continue
-		for c in $("$RUNC" --root "$r" list -q 2>/dev/null); do "$RUNC" --root "$r" delete -f "$c"; done
-	done
-	awk -v d="$TMP" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
-	ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
-	[[ -d $CG ]] && rmdir "$CG" 2>/dev/null
-	if awk -v d="$TMP" 'index($5, d) == 1 {f=1} END {exit !f}' /proc/self/mountinfo; then
-		echo "compare.sh: mounts remain under $TMP; not deleting it" >&2
-	elif [[ $OUT == "$TMP"/* ]]; then
-		mkdir -p /tmp/podbench-last && cp -r "$OUT"/. /tmp/podbench-last/ && echo "compare.sh: results kept in /tmp/podbench-last" >&2
-		rm -rf "$TMP"
-	else
+	if bench_cleanup; then
+		if [[ $OUT == "$TMP"/* ]]; then
+			mkdir -p /tmp/podbench-last && cp -r "$OUT"/. /tmp/podbench-last/ && echo "compare.sh: results kept in /tmp/podbench-last" >&2
+		fi
 		rm -rf "$TMP"
 	fi
 }
 trap cleanup EXIT
 
-cat >"$TMP/cni/10-bench.conflist" <<JSON
-{"cniVersion": "1.0.0", "name": "psb-$$", "plugins": [
-  {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.248.$X.0/24"}]], "dataDir": "$TMP/ipam"}},
-  {"type": "portmap", "capabilities": {"portMappings": true}}]}
-JSON
-
 echo "compare.sh: building pod-shim, podbench, containerd" >&2
-OUT=$TMP/bin bash hack/build.sh >&2
-go build -o "$TMP/bin/podbench" ./test/bench/podbench
+bench_build
 CTRD_DIR=$(bash hack/build-containerd.sh)
 IMAGE=$(go run ./test/registry --write-archive "$TMP/images.tar" --pause-binary "$TMP/bin/pod-shim-pause")
-
-mkdir -p "$CG"
-# start_in_cgroup LOG CMD...: runs CMD as a child placed in $CG before it
-# execs, so every process it spawns is accounted there.
-start_in_cgroup() {
-	local log=$1
-	shift
-	bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@" >"$log" 2>&1 &
-	DAEMON_PID=$!
-}
-
-wait_socket() { # sock
-	"$TMP/bin/podbench" -probe "$1" -wait 60s
-}
-
-# start_<runtime> [restart]: a fresh runtime with the images loaded, or with
-# "restart" the same dirs again (pods still running), timed to serving only.
-start_pod_shim() {
-	local d=$TMP/ps
-	if [[ ${1:-} != restart ]]; then
-		rm -rf "$d"
-		mkdir -p "$d"
-	fi
-	start_in_cgroup "$d.log" "$TMP/bin/pod-shim" serve --listen "$d/sock" --root "$d/root" --state "$d/state" \
-		--cni-conf-dir "$TMP/cni" --cni-bin-dir /usr/lib/cni --runtime "$RUNC" \
-		--pause-binary "$TMP/bin/pod-shim-pause"
-	wait_socket "$d/sock" || { cat "$d.log" >&2; return 1; }
-	SOCK=$d/sock MATCH=$d/state
-	[[ ${1:-} == restart ]] || "$TMP/bin/pod-shim" images import --state "$d/state" "$TMP/images.tar" >&2
-}
 
 start_containerd() {
 	local d=$TMP/ctrd
@@ -197,6 +121,8 @@ for round in $(seq "$ROUNDS"); do
 		echo "== round $round: $rt lifecycle" >&2
 		bench "$rt" lifecycle -clients "$CLIENTS" -pods "$PODS"
 	done
+	echo "== round $round: floor (the same steps by the host tools alone)" >&2
+	floor -pods "$PODS" -measure-overlap
 done
 for n in $DENSITY; do
 	for rt in $RUNTIMES; do

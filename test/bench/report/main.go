@@ -46,6 +46,10 @@ type Result struct {
 	IdleCPUPercent float64               `json:"idle_cpu_percent"`
 	ListP99Ms      map[string]float64    `json:"list_p99_ms"`
 	RestartMs      float64               `json:"restart_ms"`
+
+	FloorSerialMs          float64 `json:"floor_serial_ms"`
+	FloorOverlapMs         float64 `json:"floor_overlap_ms"`
+	FloorOverlapMeasuredMs float64 `json:"floor_overlap_measured_ms"`
 }
 
 const (
@@ -62,6 +66,7 @@ func main() {
 		log.Fatal(err)
 	}
 	table(rs)
+	floorTable(rs)
 	if *png != "" {
 		if err := picture(rs, *png); err != nil {
 			log.Fatal(err)
@@ -220,6 +225,66 @@ func table(rs []Result) {
 		for _, k := range order {
 			rows[k].print()
 		}
+	}
+}
+
+// floorSteps is podbench's floor step order.
+var floorSteps = []string{"netns", "cni-add", "pause-create", "pause-start", "overlay", "app-create", "app-start",
+	"app-kill", "app-delete", "pause-kill", "pause-delete", "cni-del", "umount", "netns-remove"}
+
+// floorTable prints the floor (podbench -mode floor: the same pod start and
+// stop by the host tools alone) and each runtime's one-client pod-ready and
+// CPU per pod against it, all medians of rounds.
+func floorTable(rs []Result) {
+	var serial, overlap, measured, cpu []float64
+	steps := map[string][]float64{}
+	for _, r := range rs {
+		if r.Mode != "floor" {
+			continue
+		}
+		serial = append(serial, r.FloorSerialMs)
+		overlap = append(overlap, r.FloorOverlapMs)
+		if r.FloorOverlapMeasuredMs > 0 {
+			measured = append(measured, r.FloorOverlapMeasuredMs)
+		}
+		cpu = append(cpu, r.CPUPerPodMs)
+		for n, p := range r.Calls {
+			steps[n] = append(steps[n], p[0])
+		}
+	}
+	if len(serial) == 0 {
+		return
+	}
+	fs, fo, fc := median(serial), median(overlap), median(cpu)
+	fmt.Printf("\nfloor (host tools alone, %d round(s)): serial %.1f ms, overlap %.1f ms computed", len(serial), fs, fo)
+	if len(measured) > 0 {
+		fmt.Printf(" / %.1f ms measured", median(measured))
+	}
+	fmt.Printf(", CPU %.1f ms per pod lifecycle\nfloor step p50 ms:", fc)
+	for _, n := range floorSteps {
+		if v, ok := steps[n]; ok {
+			fmt.Printf(" %s %.1f", n, median(v))
+		}
+	}
+	fmt.Println()
+	for _, rt := range []string{ours, theirs} {
+		var ready, rcpu []float64
+		for _, r := range rs {
+			if r.Mode == "lifecycle" && r.Clients == 1 && r.Runtime == rt {
+				ready = append(ready, pct(r.PodReady, 50))
+				rcpu = append(rcpu, r.CPUPerPodMs)
+			}
+		}
+		if len(ready) == 0 {
+			continue
+		}
+		p := median(ready)
+		fmt.Printf("pod-ready vs floor: %-10s c=1 pod-ready p50 %.1f ms = %.2f× floor serial, %.2f× floor overlap",
+			rt, p, p/fs, p/fo)
+		if c := median(rcpu); c > 0 && fc > 0 {
+			fmt.Printf("; CPU per pod %.1f ms = %.2f× floor", c, c/fc)
+		}
+		fmt.Println()
 	}
 }
 
