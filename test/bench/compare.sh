@@ -13,6 +13,7 @@
 #   ROUNDS=5 PODS=60 bash test/bench/compare.sh
 #   DENSITY="50 200" bash test/bench/compare.sh   # also density at these N
 #   RUNTIMES=pod-shim bash test/bench/compare.sh  # one runtime only
+#   FLOOR_FLAGS=-runc-run bash test/bench/compare.sh  # floor with runc run -d, as pod-shim starts containers
 #
 # Prints one table of medians and ratios (pod-shim / containerd), keeps every
 # raw record in $OUT/results.jsonl and draws $OUT/compare.png (pod-ready CDF at
@@ -122,7 +123,7 @@ for round in $(seq "$ROUNDS"); do
 		bench "$rt" lifecycle -clients "$CLIENTS" -pods "$PODS"
 	done
 	echo "== round $round: floor (the same steps by the host tools alone)" >&2
-	floor -pods "$PODS" -measure-overlap
+	floor -pods "$PODS" -measure-overlap ${FLOOR_FLAGS:-}
 done
 for n in $DENSITY; do
 	for rt in $RUNTIMES; do

@@ -35,9 +35,10 @@ import (
 )
 
 // The start steps, in the order they run, then the teardown steps. Kill
-// steps include waiting for the process to be gone.
+// steps include waiting for the process to be gone. With -runc-run, one
+// `runc run -d` (pause-run, app-run) replaces each create + start.
 var (
-	floorStartSteps = []string{"netns", "cni-add", "pause-create", "pause-start", "overlay", "app-create", "app-start"}
+	floorStartSteps = []string{"netns", "cni-add", "pause-create", "pause-start", "pause-run", "overlay", "app-create", "app-start", "app-run"}
 	floorStopSteps  = []string{"app-kill", "app-delete", "pause-kill", "pause-delete", "cni-del", "umount", "netns-remove"}
 )
 
@@ -57,8 +58,9 @@ func floorSerial(steps map[string]time.Duration) time.Duration {
 // pause container's create and start (the pause needs only the netns path,
 // not the IP): the longer of the two, plus what must follow both.
 func floorOverlap(steps map[string]time.Duration) time.Duration {
-	pause := steps["pause-create"] + steps["pause-start"]
-	return steps["netns"] + max(steps["cni-add"], pause) + steps["overlay"] + steps["app-create"] + steps["app-start"]
+	pause := steps["pause-create"] + steps["pause-start"] + steps["pause-run"]
+	app := steps["app-create"] + steps["app-start"] + steps["app-run"]
+	return steps["netns"] + max(steps["cni-add"], pause) + steps["overlay"] + app
 }
 
 // floorEnv holds what every pod of a floor run shares.
@@ -73,6 +75,7 @@ type floorEnv struct {
 	stderr   *os.File
 	seq      int
 	cgParent string
+	runcRun  bool // runc run -d instead of runc create + runc start
 }
 
 // floorPod records what has been made for one pod, so that teardown undoes
@@ -163,7 +166,7 @@ func newFloorEnv(o options) (_ *floorEnv, err error) {
 		return nil, err
 	}
 	run := strings.TrimPrefix(filepath.Base(dir), "pf.")
-	env := &floorEnv{dir: dir, run: run, cgParent: "/podbench-floor"}
+	env := &floorEnv{dir: dir, run: run, cgParent: "/podbench-floor", runcRun: o.runcRun}
 	defer func() {
 		if err != nil {
 			env.close()
@@ -313,6 +316,9 @@ func (e *floorEnv) pod(ctx context.Context, overlap bool, t *timings) (steps map
 		return err
 	}
 	pauseStart := func() error {
+		if e.runcRun {
+			return step("pause-run", func() error { return e.create(ctx, p, true) })
+		}
 		if err := step("pause-create", func() error { return e.create(ctx, p, true) }); err != nil {
 			return err
 		}
@@ -339,11 +345,17 @@ func (e *floorEnv) pod(ctx context.Context, overlap bool, t *timings) (steps map
 	if err := step("overlay", func() error { return e.mountOverlay(p) }); err != nil {
 		return nil, 0, err
 	}
-	if err := step("app-create", func() error { return e.create(ctx, p, false) }); err != nil {
-		return nil, 0, err
-	}
-	if err := step("app-start", func() error { return e.start(ctx, p.app) }); err != nil {
-		return nil, 0, err
+	if e.runcRun {
+		if err := step("app-run", func() error { return e.create(ctx, p, false) }); err != nil {
+			return nil, 0, err
+		}
+	} else {
+		if err := step("app-create", func() error { return e.create(ctx, p, false) }); err != nil {
+			return nil, 0, err
+		}
+		if err := step("app-start", func() error { return e.start(ctx, p.app) }); err != nil {
+			return nil, 0, err
+		}
 	}
 	return got, time.Since(began), nil
 }
@@ -472,9 +484,9 @@ func (e *floorEnv) mountOverlay(p *floorPod) error {
 	return nil
 }
 
-// create writes the bundle and runs runc create for the pause (pause=true)
-// or the app container. The bundle write is counted in: a runtime must
-// write it too.
+// create writes the bundle and runs runc create (with -runc-run, runc run
+// -d) for the pause (pause=true) or the app container. The bundle write is
+// counted in: a runtime must write it too.
 func (e *floorEnv) create(ctx context.Context, p *floorPod, pause bool) error {
 	id, bundle := p.name+"-app", filepath.Join(p.dir, "app")
 	spec := e.appSpec(p)
@@ -483,7 +495,8 @@ func (e *floorEnv) create(ctx context.Context, p *floorPod, pause bool) error {
 		spec = e.pauseSpec(p)
 	}
 	spec.Linux.CgroupsPath = filepath.Join(e.cgParent, id)
-	if err := oci.WriteBundle(bundle, spec); err != nil {
+	err := oci.WriteBundle(bundle, spec)
+	if err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, stepTimeout)
@@ -496,7 +509,14 @@ func (e *floorEnv) create(ctx context.Context, p *floorPod, pause bool) error {
 	} else {
 		p.app = id
 	}
-	if err := e.rc.Create(cctx, id, bundle, &runc.CreateOpts{IO: &nullStdio{stderr: e.stderr}, PidFile: pidFile}); err != nil {
+	opts := &runc.CreateOpts{IO: &nullStdio{stderr: e.stderr}, PidFile: pidFile}
+	if e.runcRun {
+		opts.Detach = true
+		_, err = e.rc.Run(cctx, id, bundle, opts)
+	} else {
+		err = e.rc.Create(cctx, id, bundle, opts)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %s", err, logTail(e.stderr.Name()))
 	}
 	pid, err := runc.ReadPidFile(pidFile)

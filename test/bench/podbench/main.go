@@ -56,7 +56,7 @@ type options struct {
 
 	// floor mode
 	runc, pause, busybox, cniConfDir, cniBinDir, runDir string
-	measureOverlap                                      bool
+	measureOverlap, runcRun                             bool
 	// regress mode
 	baseline string
 	limit    float64
@@ -85,6 +85,7 @@ func main() {
 	flag.StringVar(&o.cniBinDir, "cni-bin-dir", "/usr/lib/cni", "floor: CNI plugin dirs, colon-separated")
 	flag.StringVar(&o.runDir, "run-dir", "/run", "floor: where the run's private dir goes (keep it short, on tmpfs)")
 	flag.BoolVar(&o.measureOverlap, "measure-overlap", false, "floor: a second pass running CNI ADD beside the pause start, timed as a whole")
+	flag.BoolVar(&o.runcRun, "runc-run", false, "floor: start each container with one `runc run -d` (as pod-shim does) instead of runc create + runc start")
 	flag.StringVar(&o.baseline, "baseline", "", "regress: file with the recorded ratios")
 	flag.Float64Var(&o.limit, "limit", 1.5, "regress: fail when a ratio exceeds this many times the recorded one")
 	probe := flag.String("probe", "", "only wait until this CRI socket answers Version (exit 0), or -wait passes (exit 1)")

@@ -30,6 +30,13 @@ func TestFloorArithmetic(t *testing.T) {
 			serial:  80 * ms,
 			overlap: 2*ms + 36*ms + 1*ms + 25*ms + 6*ms,
 		},
+		{
+			name: "runc run -d",
+			steps: map[string]time.Duration{"netns": 1 * ms, "cni-add": 20 * ms, "pause-run": 30 * ms,
+				"overlay": 1 * ms, "app-run": 25 * ms},
+			serial:  77 * ms,
+			overlap: 1*ms + 30*ms + 1*ms + 25*ms,
+		},
 		{name: "no steps", steps: map[string]time.Duration{}},
 	}
 	for _, tt := range tests {

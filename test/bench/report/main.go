@@ -229,7 +229,7 @@ func table(rs []Result) {
 }
 
 // floorSteps is podbench's floor step order.
-var floorSteps = []string{"netns", "cni-add", "pause-create", "pause-start", "overlay", "app-create", "app-start",
+var floorSteps = []string{"netns", "cni-add", "pause-create", "pause-start", "pause-run", "overlay", "app-create", "app-start", "app-run",
 	"app-kill", "app-delete", "pause-kill", "pause-delete", "cni-del", "umount", "netns-remove"}
 
 // floorTable prints the floor (podbench -mode floor: the same pod start and
