@@ -18,6 +18,12 @@
 #                     /tmp/pod-shim-node-e2e-last-<runtime>)
 #   NODE_E2E_NODES    ginkgo parallel processes (default 4)
 #   NODE_E2E_EXPECT_FAIL  expected-failure list (default test/node-e2e/expected-failures.txt)
+#   NODE_E2E_CGROUP_ROOT  where the kubelet puts pod cgroups: "host" (the host's
+#                     root, /kubepods, as upstream's specs assume: the QoS,
+#                     cgroup-root and PodOverhead specs read /kubepods through a
+#                     hostPath) or "run" (a per-run root, so the run can share
+#                     the machine with other kubelets). Default: host for a
+#                     full run, run for --subset. "host" takes the kube lock.
 #
 # What a run does:
 #  1. builds pod-shim, kubelet + e2e_node.test + ginkgo (hack/build-kube.sh),
@@ -36,9 +42,12 @@
 # one private network and mount namespace (a holder process keeps them; every
 # daemon enters them with nsenter). There the kubelet's fixed ports (10248,
 # 10250, 10255), the API server's, iptables chains, and /var/lib/kubelet and
-# /var/log/pods (private bind mounts) are this run's own; cgroups live under a
-# per-run cgroupRoot. So nothing is shared with the other kubelet suites, and
-# /run/lock/pod-shim-kube.lock is taken only with NODE_E2E_LOCK=1.
+# /var/log/pods (private bind mounts) are this run's own; the runtime's and
+# kubelet's cgroups live under /psne-<bridge>. Pods' cgroups do too with
+# NODE_E2E_CGROUP_ROOT=run (the --subset default): then nothing is shared with
+# the other kubelet suites, and /run/lock/pod-shim-kube.lock is taken only
+# with NODE_E2E_LOCK=1. A full run puts them in the host's /kubepods, where
+# upstream's cgroup specs look, and holds the lock.
 #  5. writes junit.xml and report.json, prints `passed= failed= skipped=`,
 #     and exits non-zero on any failure not in expected-failures.txt.
 #
@@ -98,7 +107,17 @@ log() { echo "node-e2e: $*" >&2; }
 
 LOCKED=
 NS_PID=
+# CG_ROOT holds this run's runtime and kubelet cgroups (and, with a per-run
+# cgroup root, its pods); PODS_CG_ROOT is the kubelet's cgroupRoot.
 CG_ROOT=/psne-$BRIDGE
+CGROUP_MODE=${NODE_E2E_CGROUP_ROOT:-}
+[[ -n $CGROUP_MODE ]] || { [[ -n $SUBSET ]] && CGROUP_MODE=run || CGROUP_MODE=host; }
+case $CGROUP_MODE in
+host) PODS_CG_ROOT=/ ;;
+run) PODS_CG_ROOT=$CG_ROOT ;;
+*) echo "run.sh: NODE_E2E_CGROUP_ROOT=host|run" >&2; exit 2 ;;
+esac
+KUBEPODS_EXISTED=
 
 mk_cgroup() { # dir under one v1 controller; cpuset needs cpus and mems before use
 	local d=$1 p
@@ -186,6 +205,19 @@ cleanup() {
 		done
 		[[ -d $d ]] && log "cgroup $d still busy; leaving it"
 	done
+	# With the host's cgroup root the pods' cgroups are /kubepods, which
+	# this run made (the kube lock keeps other kubelets off it meanwhile).
+	if [[ $CGROUP_MODE == host && -n $LOCKED && -z $KUBEPODS_EXISTED ]]; then
+		for d in /sys/fs/cgroup/*/kubepods; do
+			[[ -d $d && ! -L ${d%/kubepods} ]] || continue
+			for _ in $(seq 1 25); do
+				rm_cgroup_tree "$d"
+				[[ -d $d ]] || break
+				sleep 0.2
+			done
+			[[ -d $d ]] && log "cgroup $d still busy; leaving it"
+		done
+	fi
 	if [[ -z ${NODE_E2E_OUT:-} ]]; then
 		rm -rf "/tmp/pod-shim-node-e2e-last-$RUNTIME"
 		cp -r "$OUT" "/tmp/pod-shim-node-e2e-last-$RUNTIME" 2>/dev/null || true
@@ -331,6 +363,11 @@ pause_binary = '$WORK/bin/pod-shim-pause'
 [runtime]
 path = '/usr/sbin/runc'
 
+# The RuntimeClass handler the suite's RuntimeClass and PodOverhead specs
+# name, as upstream configures it for its node e2e runs.
+[runtimes.test-handler]
+path = '/usr/sbin/runc'
+
 [cni]
 conf_dir = '$WORK/cni'
 bin_dirs = ['/usr/lib/cni']
@@ -376,6 +413,14 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.zf
         BinaryName = '/usr/sbin/runc'
         Root = '$STATE/ctd-runc'
         SystemdCgroup = false
+    # The handler the RuntimeClass and PodOverhead specs name (upstream's
+    # node e2e containerd config has it too).
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.test-handler]
+      runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.test-handler.options]
+        BinaryName = '/usr/sbin/runc'
+        Root = '$STATE/ctd-runc'
+        SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/usr/lib/cni']
     conf_dir = '$WORK/cni'
@@ -406,7 +451,7 @@ cat >"$WORK/kubelet-config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
-cgroupRoot: $CG_ROOT
+cgroupRoot: $PODS_CG_ROOT
 failCgroupV1: false
 failSwapOn: false
 podCIDR: $SUBNET
@@ -457,12 +502,23 @@ suite_args=(
 	--v=4
 )
 
-if [[ ${NODE_E2E_LOCK:-} == 1 ]]; then
+if [[ ${NODE_E2E_LOCK:-} == 1 || $CGROUP_MODE == host ]]; then
 	log "waiting for /run/lock/pod-shim-kube.lock"
 	exec 8>/run/lock/pod-shim-kube.lock
 	# Short waits in a loop, so INT/TERM end the script while it waits.
 	until flock -w 5 8; do :; done
 	LOCKED=1
+fi
+if [[ $CGROUP_MODE == host ]]; then
+	# Another kubelet's leftovers would be counted as this run's pods.
+	for d in /sys/fs/cgroup/*/kubepods; do
+		[[ -d $d ]] || continue
+		if find "$d" -mindepth 1 -type d -name 'pod*' | grep -q .; then
+			log "$d holds pod cgroups of another kubelet; remove them or use NODE_E2E_CGROUP_ROOT=run"
+			exit 1
+		fi
+		KUBEPODS_EXISTED=1
+	done
 fi
 log "running e2e_node ($RUNTIME, $NODES processes) ${sel[*]} ${GINKGO_ARGS[*]}"
 t1=$(date +%s)

@@ -24,6 +24,8 @@
 //   - kitten, nautilus: upstream's html files from the module source on the
 //     agnhost image, CMD test-webserver, as upstream.
 //   - nonroot: busybox with USER 1234, as upstream.
+//   - glibc-dns-testing: the busybox image (its hostname -f resolves
+//     through /etc/hosts like upstream's glibc image).
 //   - nginx, nonewprivs: test/conformance/standin plays nginx (pid file,
 //     master title, HTTP on 80) and nnp (setuid root, prints its euid).
 //   - pause: pod-shim's C pause, static.
@@ -161,7 +163,10 @@ func build(standin, pause []byte, agnhostPath, testImages string) ([]entry, erro
 	const e2e = "e2e-test-images/"
 
 	// busybox (framework's BusyBox and the tag memory_qos specs hard-code).
-	if err := put(e2e+"busybox:1.37.0-2", e2e+"busybox:1.36.1-1")(img(base, nil, v1.Config{})); err != nil {
+	// It also plays glibc-dns-testing: the "Hostname of Pod" specs run
+	// `hostname -f` in it, which needs a libc resolver reading the kubelet's
+	// /etc/hosts, and this static glibc busybox has one.
+	if err := put(e2e+"busybox:1.37.0-2", e2e+"busybox:1.36.1-1", e2e+"glibc-dns-testing:2.1.1")(img(base, nil, v1.Config{})); err != nil {
 		return nil, err
 	}
 
