@@ -60,6 +60,23 @@ func (c *container) exitRecord() *Exit {
 	return c.exit
 }
 
+// initExited says whether the container's init has exited, recorded yet or
+// not: its pidfd turns readable at the exit, before the reaper records it.
+// Without a pidfd (no kernel support) only a recorded exit counts.
+func (c *container) initExited() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exit != nil {
+		return true
+	}
+	if c.pidfd < 0 {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
 func (m *monitor) create(ctx context.Context, req CreateRequest) (pid int, err error) {
 	if err := validID(req.ID); err != nil {
 		return 0, err
@@ -489,6 +506,22 @@ func (m *monitor) kill(ctx context.Context, id string, sig syscall.Signal, all b
 	if c := m.lookup(id); c != nil {
 		if done, err := c.signal(sig, all); done {
 			return err
+		}
+		// What an exited init left in a shared pid namespace is finish's
+		// runc delete --force to kill. Wait for it rather than race it: a
+		// runc kill --all meanwhile fails on the cgroups it removes.
+		if all && c.exitRecord() != nil {
+			select {
+			case <-c.runcGone:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			c.mu.Lock()
+			gone := c.runcErr == nil
+			c.mu.Unlock()
+			if gone {
+				return nil
+			}
 		}
 	}
 	err := m.rt.Kill(ctx, id, sig, all)

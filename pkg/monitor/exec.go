@@ -111,7 +111,10 @@ func (m *monitor) exec(ctx context.Context, req ExecRequest) (*ExecResult, error
 	if msg := runc.LastLogError(logFile); msg != "" {
 		err = fmt.Errorf("%w: %s", err, msg)
 	}
-	if c.exitRecord() != nil {
+	// runc refuses to exec once the init has exited, which it may just
+	// have done with the exit not recorded yet: that is "not running", as
+	// for the next exec, not a failure of runc's.
+	if c.initExited() {
 		err = fmt.Errorf("%w: %w", ErrNotRunning, err)
 	}
 	return nil, fmt.Errorf("exec in %s: %w", req.ContainerID, err)

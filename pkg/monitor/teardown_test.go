@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -250,15 +251,7 @@ func TestPauseOutputGoesToMonitorLog(t *testing.T) {
 // for that runc delete instead of racing it. The runtime here holds every
 // delete until the test opens a gate.
 func TestWaitDoesNotWaitForRuncDelete(t *testing.T) {
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	entered := filepath.Join(dir, "delete-entered")
-	bin := filepath.Join(dir, "runc")
-	script := "#!/bin/sh\nfor a; do [ \"$a\" = delete ] && { : >" + entered + "; while [ ! -e " + gate + " ]; do sleep 0.01; done; }; done\nexec " + runcBinary + " \"$@\"\n"
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.WriteFile(gate, nil, 0o644) }) // never leave a delete hanging
+	bin, entered, gate, _ := gatedDeleteRuntime(t)
 	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
 	ctx := ctxT(t, 30*time.Second)
 	id := newID()
@@ -294,5 +287,113 @@ func TestWaitDoesNotWaitForRuncDelete(t *testing.T) {
 	}
 	if _, err := p.rt.State(ctx, id); !errors.Is(err, runc.ErrNotFound) {
 		t.Fatalf("runc state after Delete: want not found, got %v", err)
+	}
+}
+
+// gatedDeleteRuntime is runc behind a script that holds every `delete` until
+// the gate file exists (entered tells it has started one) and logs every call
+// to the calls file.
+func gatedDeleteRuntime(t *testing.T) (bin, entered, gate, calls string) {
+	t.Helper()
+	dir := t.TempDir()
+	gate = filepath.Join(dir, "gate")
+	entered = filepath.Join(dir, "delete-entered")
+	calls = filepath.Join(dir, "calls")
+	bin = filepath.Join(dir, "runc")
+	script := "#!/bin/sh\necho \"$*\" >>" + calls + "\nfor a; do [ \"$a\" = delete ] && { : >" + entered + "; while [ ! -e " + gate + " ]; do sleep 0.01; done; }; done\nexec " + runcBinary + " \"$@\"\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(gate, nil, 0o644) }) // never leave a delete hanging
+	return bin, entered, gate, calls
+}
+
+// Killing all of an exited container that shared its pid namespace is left
+// to the runc delete --force the monitor runs at the exit: a runc kill --all
+// racing that delete failed on the cgroups it removed (critest's StopPodSandbox
+// got "runc kill ... lstat /sys/fs/cgroup/devices/...: no such file").
+func TestKillAllAfterExitWaitsForRuncDelete(t *testing.T) {
+	bin, entered, gate, calls := gatedDeleteRuntime(t)
+	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
+	ctx := ctxT(t, 30*time.Second)
+	id := newID()
+	bundle := p.bundleWith(id, func(s *specs.Spec) {
+		var ns []specs.LinuxNamespace
+		for _, n := range s.Linux.Namespaces {
+			if n.Type != specs.PIDNamespace {
+				ns = append(ns, n)
+			}
+		}
+		s.Linux.Namespaces = ns
+	}, "true")
+	if _, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.client.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(entered); return err == nil }) {
+		t.Fatal("the monitor did not start a runc delete after the exit")
+	}
+
+	killed := make(chan error, 1)
+	go func() { killed <- p.client.Kill(ctx, id, syscall.SIGKILL, true) }()
+	select {
+	case err := <-killed:
+		t.Fatalf("Kill --all returned (%v) while the monitor's runc delete was still held", err)
+	case <-time.After(200 * time.Millisecond):
+		// Not a synchronisation: a Kill that raced ahead would have
+		// returned by now; one that waits stays blocked however long this is.
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-killed; err != nil {
+		t.Fatalf("Kill --all of an exited container: %v", err)
+	}
+	data, _ := os.ReadFile(calls)
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); slices.Contains(f, "kill") && slices.Contains(f, id) {
+			t.Errorf("runc ran %q; the delete --force at the exit kills what is left", line)
+		}
+	}
+	if err := p.client.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An exec that loses the race with the container's exit is "not running"
+// (the kubelet's probe then reads FailedPrecondition), never a runc error.
+// The race is made wide here: the init shares the host's pid namespace and
+// leaves a child holding its output, so the monitor records the exit only
+// after draining that output, while runc already calls the container stopped.
+func TestExecRacingExitIsNotRunning(t *testing.T) {
+	p := newPod(t)
+	ctx := ctxT(t, 60*time.Second)
+	id := newID()
+	bundle := p.bundleWith(id, func(s *specs.Spec) {
+		var ns []specs.LinuxNamespace
+		for _, n := range s.Linux.Namespaces {
+			if n.Type != specs.PIDNamespace {
+				ns = append(ns, n)
+			}
+		}
+		s.Linux.Namespaces = ns
+	}, "sh", "-c", "sleep 1 & sleep 0.2")
+	if _, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := p.client.Exec(ctx, ExecRequest{ContainerID: id, Process: proc("true")})
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrNotRunning) {
+			t.Fatalf("exec as the init exits: %v, want ErrNotRunning", err)
+		}
+		break
+	}
+	if err := p.client.Delete(ctx, id); err != nil {
+		t.Fatal(err)
 	}
 }
