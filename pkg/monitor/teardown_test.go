@@ -159,15 +159,7 @@ func TestKillAllWithoutOwnPidNamespaceUsesRunc(t *testing.T) {
 	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
 	ctx := ctxT(t, 30*time.Second)
 	id := newID()
-	bundle := p.bundleWith(id, func(s *specs.Spec) {
-		var ns []specs.LinuxNamespace
-		for _, n := range s.Linux.Namespaces {
-			if n.Type != specs.PIDNamespace {
-				ns = append(ns, n)
-			}
-		}
-		s.Linux.Namespaces = ns
-	}, "sleep", "3600")
+	bundle := p.bundleWith(id, sharePidNS, "sleep", "3600")
 	pid, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true})
 	if err != nil {
 		t.Fatal(err)
@@ -272,13 +264,7 @@ func TestWaitDoesNotWaitForRuncDelete(t *testing.T) {
 
 	deleted := make(chan error, 1)
 	go func() { deleted <- p.client.Delete(ctx, id) }()
-	select {
-	case err := <-deleted:
-		t.Fatalf("Delete returned (%v) while the monitor's runc delete was still held", err)
-	case <-time.After(200 * time.Millisecond):
-		// Not a synchronisation: a Delete that raced ahead would have
-		// returned by now; one that waits stays blocked however long this is.
-	}
+	stillBlocked(t, deleted, "Delete")
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -317,15 +303,7 @@ func TestKillAllAfterExitWaitsForRuncDelete(t *testing.T) {
 	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
 	ctx := ctxT(t, 30*time.Second)
 	id := newID()
-	bundle := p.bundleWith(id, func(s *specs.Spec) {
-		var ns []specs.LinuxNamespace
-		for _, n := range s.Linux.Namespaces {
-			if n.Type != specs.PIDNamespace {
-				ns = append(ns, n)
-			}
-		}
-		s.Linux.Namespaces = ns
-	}, "true")
+	bundle := p.bundleWith(id, sharePidNS, "true")
 	if _, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -338,13 +316,7 @@ func TestKillAllAfterExitWaitsForRuncDelete(t *testing.T) {
 
 	killed := make(chan error, 1)
 	go func() { killed <- p.client.Kill(ctx, id, syscall.SIGKILL, true) }()
-	select {
-	case err := <-killed:
-		t.Fatalf("Kill --all returned (%v) while the monitor's runc delete was still held", err)
-	case <-time.After(200 * time.Millisecond):
-		// Not a synchronisation: a Kill that raced ahead would have
-		// returned by now; one that waits stays blocked however long this is.
-	}
+	stillBlocked(t, killed, "Kill --all")
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -371,15 +343,7 @@ func TestExecRacingExitIsNotRunning(t *testing.T) {
 	p := newPod(t)
 	ctx := ctxT(t, 60*time.Second)
 	id := newID()
-	bundle := p.bundleWith(id, func(s *specs.Spec) {
-		var ns []specs.LinuxNamespace
-		for _, n := range s.Linux.Namespaces {
-			if n.Type != specs.PIDNamespace {
-				ns = append(ns, n)
-			}
-		}
-		s.Linux.Namespaces = ns
-	}, "sh", "-c", "sleep 1 & sleep 0.2")
+	bundle := p.bundleWith(id, sharePidNS, "sh", "-c", "sleep 1 & sleep 0.2")
 	if _, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -395,5 +359,30 @@ func TestExecRacingExitIsNotRunning(t *testing.T) {
 	}
 	if err := p.client.Delete(ctx, id); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sharePidNS drops the pid namespace from a bundle's spec: the container
+// shares the monitor's (here the host's), so its init's death does not take
+// the rest of it along.
+func sharePidNS(s *specs.Spec) {
+	var ns []specs.LinuxNamespace
+	for _, n := range s.Linux.Namespaces {
+		if n.Type != specs.PIDNamespace {
+			ns = append(ns, n)
+		}
+	}
+	s.Linux.Namespaces = ns
+}
+
+// stillBlocked fails the test if call has returned while the monitor's runc
+// delete is held. Not a synchronisation: a call that raced ahead returns
+// within this time; one that waits stays blocked however long it is.
+func stillBlocked(t *testing.T, done <-chan error, call string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s returned (%v) while the monitor's runc delete was still held", call, err)
+	case <-time.After(200 * time.Millisecond):
 	}
 }

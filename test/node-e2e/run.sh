@@ -135,6 +135,16 @@ rm_cgroup_tree() { # depth-first rmdir of a cgroup dir (cgroupfs: rmdir only)
 	find "$1" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 }
 
+rm_cgroup_tree_retry() { # rm_cgroup_tree until it is gone: the last tasks may still be exiting
+	local d=$1
+	for _ in $(seq 1 25); do
+		rm_cgroup_tree "$d"
+		[[ -d $d ]] || return 0
+		sleep 0.2
+	done
+	log "cgroup $d still busy; leaving it"
+}
+
 cleanup() {
 	local rc=$?
 	set +e
@@ -197,25 +207,13 @@ cleanup() {
 	done
 	# cgroups: everything of this run is under its own cgroupRoot.
 	for d in /sys/fs/cgroup/*"$CG_ROOT"; do
-		[[ -d $d ]] || continue
-		for _ in $(seq 1 25); do
-			rm_cgroup_tree "$d"
-			[[ -d $d ]] || break
-			sleep 0.2
-		done
-		[[ -d $d ]] && log "cgroup $d still busy; leaving it"
+		[[ -d $d ]] && rm_cgroup_tree_retry "$d"
 	done
 	# With the host's cgroup root the pods' cgroups are /kubepods, which
 	# this run made (the kube lock keeps other kubelets off it meanwhile).
 	if [[ $CGROUP_MODE == host && -n $LOCKED && -z $KUBEPODS_EXISTED ]]; then
 		for d in /sys/fs/cgroup/*/kubepods; do
-			[[ -d $d && ! -L ${d%/kubepods} ]] || continue
-			for _ in $(seq 1 25); do
-				rm_cgroup_tree "$d"
-				[[ -d $d ]] || break
-				sleep 0.2
-			done
-			[[ -d $d ]] && log "cgroup $d still busy; leaving it"
+			[[ -d $d && ! -L ${d%/kubepods} ]] && rm_cgroup_tree_retry "$d"
 		done
 	fi
 	if [[ -z ${NODE_E2E_OUT:-} ]]; then
