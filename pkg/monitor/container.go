@@ -503,7 +503,8 @@ func (m *monitor) start(ctx context.Context, id string) error {
 }
 
 func (m *monitor) kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
-	if c := m.lookup(id); c != nil {
+	c := m.lookup(id)
+	if c != nil {
 		if done, err := c.signal(sig, all); done {
 			return err
 		}
@@ -511,16 +512,8 @@ func (m *monitor) kill(ctx context.Context, id string, sig syscall.Signal, all b
 		// runc delete --force to kill. Wait for it rather than race it: a
 		// runc kill --all meanwhile fails on the cgroups it removes.
 		if all && c.exitRecord() != nil {
-			select {
-			case <-c.runcGone:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			c.mu.Lock()
-			gone := c.runcErr == nil
-			c.mu.Unlock()
-			if gone {
-				return nil
+			if gone, err := m.awaitRuncGone(ctx, c); gone || err != nil {
+				return err
 			}
 		}
 	}
@@ -528,7 +521,32 @@ func (m *monitor) kill(ctx context.Context, id string, sig syscall.Signal, all b
 	if errors.Is(err, runc.ErrNotFound) || errors.Is(err, runc.ErrNotRunning) {
 		return nil
 	}
+	// The init may exit while runc kill runs, and finish's runc delete
+	// then removes the state and cgroups runc kill is reading: the
+	// container is dead, which is what the kill was for (its leftovers in
+	// a shared pid namespace are that delete's to kill).
+	if err != nil && c != nil && c.initExited() {
+		if !all {
+			return nil
+		}
+		if gone, werr := m.awaitRuncGone(ctx, c); gone || werr != nil {
+			return werr
+		}
+	}
 	return err
+}
+
+// awaitRuncGone waits for finish's runc delete of the exited container c
+// and says whether it worked.
+func (m *monitor) awaitRuncGone(ctx context.Context, c *container) (bool, error) {
+	select {
+	case <-c.runcGone:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runcErr == nil, nil
 }
 
 // signal sends sig to c without runc where that is the same as runc kill

@@ -386,3 +386,36 @@ func stillBlocked(t *testing.T, done <-chan error, call string) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// A kill whose runc loses the race with the container's own exit (finish's
+// runc delete pulls the cgroups from under it; critest's StopPodSandbox got
+// "runc kill ... lstat /sys/fs/cgroup/devices/...: no such file") succeeds:
+// the container is dead. The runtime here fails every kill once the init has
+// had time to exit by itself.
+func TestKillLosingTheRaceWithTheExitSucceeds(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "runc")
+	script := "#!/bin/sh\nfor a; do [ \"$a\" = kill ] && { sleep 1; echo 'lstat /sys/fs/cgroup/devices/x: no such file or directory' >&2; exit 1; }; done\nexec " + runcBinary + " \"$@\"\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := newPodWith(t, func(o *StartOptions) { o.Runtime = bin })
+	ctx := ctxT(t, 30*time.Second)
+	for _, all := range []bool{false, true} {
+		id := newID()
+		bundle := p.bundleWith(id, sharePidNS, "sleep", "0.3")
+		if _, err := p.client.Create(ctx, CreateRequest{ID: id, Bundle: bundle, Start: true}); err != nil {
+			t.Fatal(err)
+		}
+		// SIGKILL without a pid namespace of its own goes through runc.
+		if err := p.client.Kill(ctx, id, syscall.SIGKILL, all); err != nil {
+			t.Errorf("Kill (all=%v) racing the exit: %v", all, err)
+		}
+		if _, err := p.client.Wait(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.client.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
