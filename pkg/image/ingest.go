@@ -365,6 +365,10 @@ func (s *Store) ensureLayers(ctx context.Context, layers []v1.Layer, hexes []str
 	return ctx.Err()
 }
 
+// beforeFlightCheck lets a test land another pull's layer between
+// ensureLayer's unlocked check and its locked one.
+var beforeFlightCheck = func() {}
+
 // ensureLayer makes sure layers/<diffHex> exists, unpacking it at most once
 // however many pulls want it at the same time.
 func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffHex string, budget *byteBudget) error {
@@ -372,6 +376,7 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffHex string, bud
 		if _, err := os.Lstat(s.layerDir(diffHex)); err == nil {
 			return nil
 		}
+		beforeFlightCheck()
 		s.flightMu.Lock()
 		if f, ok := s.flights[diffHex]; ok {
 			s.flightMu.Unlock()
@@ -385,6 +390,13 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffHex string, bud
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+		}
+		// Again under the lock: a flight that ended between the check
+		// above and here has put the layer in place (it renames before it
+		// leaves), and a second unpack would fail renaming onto it.
+		if _, err := os.Lstat(s.layerDir(diffHex)); err == nil {
+			s.flightMu.Unlock()
+			return nil
 		}
 		f := &flight{done: make(chan struct{})}
 		s.flights[diffHex] = f

@@ -995,3 +995,33 @@ func TestWritableLayer(t *testing.T) {
 		t.Error("WritableLayer accepted an ID with a slash")
 	}
 }
+
+// A layer another pull put in place after ensureLayer's first look (its
+// flight already gone) is found by the second look, under the lock, instead
+// of being unpacked again and failing to rename onto the first copy ("store
+// layer: rename ...: file exists", seen in a stress run of an image that
+// lists one layer twice). The layer here cannot be fetched, so only a
+// second look passes.
+func TestEnsureLayerSeesLayerLandedMeanwhile(t *testing.T) {
+	s := newStore(t, nil)
+	diffHex := strings.Repeat("ab", 32)
+	beforeFlightCheck = func() {
+		if err := os.MkdirAll(s.layerDir(diffHex), 0o755); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { beforeFlightCheck = func() {} })
+	if err := s.ensureLayer(context.Background(), unfetchableLayer{}, diffHex, nil); err != nil {
+		t.Fatalf("ensureLayer with the layer landed meanwhile: %v", err)
+	}
+}
+
+// unfetchableLayer is a layer whose content cannot be read.
+type unfetchableLayer struct{ v1.Layer }
+
+func (unfetchableLayer) Digest() (v1.Hash, error) {
+	return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("cd", 32)}, nil
+}
+func (unfetchableLayer) Compressed() (io.ReadCloser, error) {
+	return nil, errors.New("unfetchable")
+}
