@@ -73,6 +73,10 @@ step nri suite 10m ./test/nri/...
 # Crafted images and hostile clients through the real daemon: nothing outside
 # its dirs may change, sockets stay root-only, bad CRI input changes nothing.
 step hostile suite 20m ./test/hostile/...
+# Performance regressions, cheaply: pod-ready p50 and CPU per pod of pod-shim
+# as multiples of the same steps done by the host tools alone, measured side
+# by side; fails past 1.5x the ratios in test/bench/regress-baseline.txt.
+step perf-regress bash test/bench/regress.sh
 # Each fuzzer for a bounded time on top of its seed corpus (the corpora also
 # run in the unit step). -fuzzminimizetime keeps FuzzImport from spending its
 # whole budget shrinking one archive.
