@@ -45,6 +45,11 @@ func (m *Manager) ExecSync(ctx context.Context, idOrPrefix string, cmd []string,
 		if errors.Is(err, monitor.ErrExecTimeout) {
 			return nil, fmt.Errorf("command %q timed out after %s: %w", strings.Join(cmd, " "), timeout, context.DeadlineExceeded)
 		}
+		// The init exited between the state check above and the exec:
+		// the same answer a moment later would have given.
+		if errors.Is(err, monitor.ErrNotRunning) {
+			return nil, fmt.Errorf("container %s is %s: %w", c.ID, StateExited, ErrState)
+		}
 		return nil, err
 	}
 	return &ExecResult{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: int32(res.ExitCode)}, nil
