@@ -646,13 +646,9 @@ func (m *monitor) delete(ctx context.Context, id string) error {
 	gone, reaped := false, true
 	select {
 	case <-c.exited:
-		select {
-		case <-c.runcGone:
-			c.mu.Lock()
-			gone = c.runcErr == nil
-			c.mu.Unlock()
-		case <-ctx.Done():
-			return ctx.Err()
+		var err error
+		if gone, err = m.awaitRuncGone(ctx, c); err != nil {
+			return err
 		}
 	case <-time.After(exitWaitTimeout):
 		m.log.Warn("container still not reaped after kill", "container", id, "pid", c.pid)
