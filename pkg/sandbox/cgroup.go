@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
@@ -156,6 +157,11 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, r *Res
 // cgroups.
 func (m *Manager) setPodCgroup(parent string, l Resources) error {
 	res := podCgroupResources(l)
+	// The library's v1 controllers are one process-wide set that caches what
+	// it detects in itself (blkio's weight file names), unlocked: runc makes
+	// one manager per process, we make one per pod, concurrently.
+	cgroupLibMu.Lock()
+	defer cgroupLibMu.Unlock()
 	mgr, err := cgroupManager(&cgroups.Cgroup{Path: filepath.Clean("/" + parent), Resources: res})
 	if errors.Is(err, cgroups.ErrV1NoUnified) {
 		return fmt.Errorf("unified cgroup resources need a cgroup v2 host: %w", ErrInvalid)
@@ -176,6 +182,9 @@ func (m *Manager) setPodCgroup(parent string, l Resources) error {
 // cgroupManager is the library's manager for the host's cgroup version; a
 // var so tests can check what reaches it without root.
 var cgroupManager = manager.New
+
+// cgroupLibMu serialises every use of the library's managers; see setPodCgroup.
+var cgroupLibMu sync.Mutex
 
 // podCgroupParent is the pod's cgroup (the kubelet's cgroup_parent)
 // relative to a hierarchy's root, for the cgroup driver: a systemd slice

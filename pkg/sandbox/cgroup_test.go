@@ -3,8 +3,12 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/cgroups"
 )
@@ -122,4 +126,59 @@ func TestUpdateResources(t *testing.T) {
 	if err := env.m.UpdateResources(context.Background(), "feedbeef", &Resources{CPUShares: 2}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("resize of an unknown pod = %v, want ErrNotFound", err)
 	}
+}
+
+// Two pods starting at once never use the cgroup library at the same time:
+// its v1 controllers are shared by every manager in the process and cache
+// state unlocked (a data race under -race, seen with two pods in one kubelet
+// sync). The fake's Set waits for a second Set to overlap it; with the lock
+// none can, and the wait ends by its timeout.
+func TestSetPodCgroupIsSerialised(t *testing.T) {
+	var inside, overlaps atomic.Int32
+	entered := make(chan struct{}, 8)
+	old := cgroupManager
+	cgroupManager = func(c *cgroups.Cgroup) (cgroups.Manager, error) {
+		return &overlapCgroup{inside: &inside, overlaps: &overlaps, entered: entered}, nil
+	}
+	t.Cleanup(func() { cgroupManager = old })
+	m := &Manager{}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			if err := m.setPodCgroup(fmt.Sprintf("kubepods/pod%d", i), Resources{CPUShares: 2}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := overlaps.Load(); n != 0 {
+		t.Fatalf("%d Set calls overlapped another; the library must be used by one pod at a time", n)
+	}
+}
+
+type overlapCgroup struct {
+	cgroups.Manager
+	inside, overlaps *atomic.Int32
+	entered          chan struct{}
+}
+
+func (f *overlapCgroup) Apply(int) error { return nil }
+
+func (f *overlapCgroup) Set(*cgroups.Resources) error {
+	if f.inside.Add(1) > 1 {
+		f.overlaps.Add(1)
+	}
+	defer f.inside.Add(-1)
+	f.entered <- struct{}{}
+	// Give the other pod the chance to come in: it does at once unless
+	// something keeps it out.
+	deadline := time.After(200 * time.Millisecond)
+	for len(f.entered) < 2 {
+		select {
+		case <-deadline:
+			return nil
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
