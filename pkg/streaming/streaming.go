@@ -143,6 +143,33 @@ var ErrUnsupported = errors.New("not supported")
 // it left behind may hold the pipes open forever.
 const outputDrain = 2 * time.Second
 
+// firstSizeWait bounds the wait for a client's first terminal size; only a
+// client that never sends one waits that long.
+const firstSizeWait = 500 * time.Millisecond
+
+// firstSize is the terminal size the client sends as the session opens
+// (kubectl and crictl send theirs at once), or nil if none comes within
+// wait. The exec's process is made with it: runc sizes the pty before the
+// process runs, where a resize applied after the start lets a first
+// `stty size`, or typing the client sent ahead, meet a 0x0 terminal.
+func firstSize(ctx context.Context, resize <-chan remotecommand.TerminalSize, wait time.Duration) *specs.Box {
+	if resize == nil {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case sz, ok := <-resize:
+		if !ok || sz.Width == 0 || sz.Height == 0 {
+			return nil
+		}
+		return &specs.Box{Width: uint(sz.Width), Height: uint(sz.Height)}
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
 // runningContainer is the container a session (exec or attach) goes to,
 // and its pod; a container that is not running has none.
 func (r *runtime) runningContainer(containerID string) (*container.Container, *sandbox.Sandbox, error) {
@@ -237,6 +264,7 @@ func (r *runtime) execPipes(ctx context.Context, cancel context.CancelFunc, mon 
 }
 
 func (r *runtime) execTTY(ctx context.Context, cancel context.CancelFunc, mon *monitor.Client, id string, proc specs.Process, in io.Reader, out io.WriteCloser, resize <-chan remotecommand.TerminalSize) error {
+	proc.ConsoleSize = firstSize(ctx, resize, firstSizeWait)
 	es, err := mon.ExecStream(ctx, monitor.StreamExecRequest{ContainerID: id, Process: proc}, monitor.StreamStdio{})
 	if err != nil {
 		return err

@@ -85,6 +85,30 @@ func (c *ptyConsole) expect(t *testing.T, what string) {
 	})
 }
 
+// TestExecTTYFirstSize: the exec's terminal has the client's size from the
+// process's first instruction, not only after a resize that races it (a
+// first `stty size` once printed "0 0" under kubectl exec -it).
+func TestExecTTYFirstSize(t *testing.T) {
+	requireHost(t)
+	d := startDaemon(t)
+	_, ctr := d.podWith("ttysize", "sleep 100000")
+	for i := range 5 {
+		c := d.crictlPTY(t, "exec", "-it", ctr, "stty", "size")
+		select {
+		case <-c.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("crictl exec -it stty size did not end")
+		}
+		c.cmd.Wait()
+		c.mu.Lock()
+		got := strings.TrimSpace(c.buf.String())
+		c.mu.Unlock()
+		if got != "24 80" {
+			t.Fatalf("exec %d: stty size as the first instruction = %q, want \"24 80\"", i, got)
+		}
+	}
+}
+
 // TestExecTTY: crictl exec -it in a pty runs commands and sees the window
 // size change; exit status of the shell comes back.
 func TestExecTTY(t *testing.T) {
