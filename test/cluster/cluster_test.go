@@ -185,21 +185,34 @@ func controlPlane(t *testing.T) map[string]string {
 // kills it with SIGKILL and starts it again; the control plane keeps
 // running through both with no container restarted or replaced.
 func testRuntimeRestart(t *testing.T) {
-	before := controlPlane(t)
-	for _, want := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-", "kube-proxy-", "coredns-"} {
-		found := false
-		for name, st := range before {
-			if strings.HasPrefix(name, want) {
+	// The node is Ready before every static pod is: etcd has no readiness
+	// probe, so it is ready when its startup probe first passes (10 s
+	// initial delay, then every 10 s). Wait for that; a restart is a failure
+	// at once.
+	var before map[string]string
+	eventually(t, 2*time.Minute, "the control plane Ready with no restart", func() error {
+		before = controlPlane(t)
+		for _, want := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-", "kube-proxy-", "coredns-"} {
+			found := false
+			for name, st := range before {
+				if !strings.HasPrefix(name, want) {
+					continue
+				}
 				found = true
+				f := strings.Split(st, "/")
+				if n := len(f); n < 3 || f[n-2] != "0" {
+					t.Fatalf("%s before the restart: %s (want restartCount 0)", name, st)
+				}
 				if !strings.HasSuffix(st, "/0/true") {
-					t.Fatalf("%s before the restart: %s (want restartCount 0, ready)", name, st)
+					return fmt.Errorf("%w: %s not ready: %s", errNotYet, name, st)
 				}
 			}
+			if !found {
+				return fmt.Errorf("%w: no %s pod in kube-system: %v", errNotYet, want, before)
+			}
 		}
-		if !found {
-			t.Fatalf("no %s pod in kube-system: %v", want, before)
-		}
-	}
+		return nil
+	})
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		restartPodShim(t, sig)
 		// The kubelet notices a runtime that went away through PLEG and
